@@ -1,0 +1,70 @@
+"""The ``synthcohort`` command group: lazy command loading, logging set-up, errors to exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from synthcohort import __version__
+from synthcohort.errors import SynthcohortError
+
+# command name -> module under synthcohort.cli that defines a click command called ``command``
+COMMANDS: dict[str, str] = {
+    "extract": "extract",
+    "export": "export",
+    "info": "info",
+    "demo": "demo",
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command runs (heavy imports stay out of --help)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        cmd = importlib.import_module(f"synthcohort.cli.{module}").command
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SynthcohortError as exc:
+            logging.getLogger("synthcohort").debug("error", exc_info=True)
+            click.secho(f"error: {exc.message}", fg="red", err=True)
+            if exc.hint:
+                click.echo(f"  what to do: {exc.hint}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: no output was left under a final name", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="synthcohort")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Also write the log to this file.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, log_file: str | None) -> None:
+    """Synthetic patient cohorts from OMOP CDM and FHIR R4 data, with measured fidelity and risk."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    logging.basicConfig(level=level, handlers=handlers, format="%(levelname)s %(name)s: %(message)s", force=True)
+    ctx.ensure_object(dict)
+    ctx.obj["quiet"] = quiet
+
+
+def main() -> None:
+    cli(prog_name="synthcohort")

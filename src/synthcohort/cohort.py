@@ -1,0 +1,199 @@
+"""The cohort store: a DuckDB file holding OMOP CDM v5.4 tables, the hub every stage meets in."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from synthcohort import cdm
+from synthcohort.errors import InputError, SourceError, TargetError
+
+META_TABLE = "synthcohort_meta"
+STORE_TABLES = cdm.CLINICAL_TABLES + cdm.METADATA_TABLES + cdm.VOCABULARY_TABLES
+
+PersonChunk = dict[str, pa.Table]
+
+
+def _hardened_config(read_only: bool) -> dict[str, Any]:
+    # A store never needs files or URLs beyond itself: no table function reaches outside.
+    return {
+        "enable_external_access": False,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "access_mode": "READ_ONLY" if read_only else "READ_WRITE",
+    }
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        con = duckdb.connect(str(path), config=_hardened_config(read_only))
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise SourceError(
+                f"the cohort store {path.name} is locked by another process",
+                "close the other program using it, then run again",
+            ) from None
+        raise SourceError(f"cannot open the cohort store {path.name}: {exc}") from None
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+class CohortStore:
+    """An open cohort store. Create with :meth:`create` or :meth:`building`, open with :meth:`open`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
+        self.con = con
+        self.path = path
+
+    # -- lifecycle -----------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, read_only: bool = True) -> CohortStore:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"no cohort store at {p}", "give the path of a .duckdb file made by 'synthcohort extract'")
+        store = cls(_connect(p, read_only), p)
+        missing = [t for t in (*cdm.CLINICAL_TABLES, META_TABLE) if not store._has_table(t)]
+        if missing:
+            store.close()
+            raise InputError(f"{p.name} is not a cohort store (missing tables: {', '.join(missing)})")
+        return store
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str]) -> CohortStore:
+        """Create an empty store at ``path`` (which must not exist)."""
+        p = Path(path)
+        if p.exists():
+            raise TargetError(f"{p} already exists", "choose another path or remove it")
+        store = cls(_connect(p, read_only=False), p)
+        store._create_schema()
+        return store
+
+    @classmethod
+    @contextlib.contextmanager
+    def building(cls, path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[CohortStore]:
+        """Build a store under a temporary name; it appears under ``path`` only when complete."""
+        final = Path(path)
+        if final.exists() and not overwrite:
+            raise TargetError(f"{final} already exists", "pass --overwrite to replace it, or choose another path")
+        if final.is_symlink():
+            raise TargetError(f"{final} is a symbolic link", "give a plain file path")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        tmp.unlink()
+        store = cls.create(tmp)
+        try:
+            yield store
+            store.con.execute("CHECKPOINT")
+            store.close()
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, final)
+            store.path = final
+        except BaseException:
+            store.close()
+            for leftover in (tmp, Path(f"{tmp}.wal")):
+                leftover.unlink(missing_ok=True)
+            raise
+
+    def close(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
+
+    def __enter__(self) -> CohortStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema --------------------------------------------------------------------
+    def _create_schema(self) -> None:
+        for name in STORE_TABLES:
+            t = cdm.table(name)
+            cols = ", ".join(f'"{c.name}" {c.duckdb_type}' for c in t.columns)
+            pk = f', PRIMARY KEY ("{t.primary_key}")' if t.primary_key else ""
+            self.con.execute(f'CREATE TABLE "{name}" ({cols}{pk})')
+        self.con.execute(f'CREATE TABLE "{META_TABLE}" (key VARCHAR PRIMARY KEY, value VARCHAR)')
+
+    def _has_table(self, name: str) -> bool:
+        row = self.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()
+        return bool(row and row[0])
+
+    # -- metadata ------------------------------------------------------------------
+    def set_meta(self, key: str, value: str) -> None:
+        self.con.execute(f'INSERT OR REPLACE INTO "{META_TABLE}" VALUES (?, ?)', [key, value])
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.con.execute(f'SELECT value FROM "{META_TABLE}" WHERE key = ?', [key]).fetchone()
+        return row[0] if row else default
+
+    def meta(self) -> dict[str, str]:
+        return dict(self.con.execute(f'SELECT key, value FROM "{META_TABLE}" ORDER BY key').fetchall())
+
+    # -- writing -------------------------------------------------------------------
+    def append(self, table: str, data: pa.Table | pa.RecordBatch | Any) -> int:
+        """Append rows (Arrow or pandas) to a CDM table; columns the store may not hold are dropped."""
+        spec = cdm.table(table)
+        batch = (
+            data if isinstance(data, pa.Table | pa.RecordBatch) else pa.Table.from_pandas(data, preserve_index=False)
+        )
+        present = set(batch.schema.names)
+        allowed = [c for c in spec.stored_columns if c in present]
+        if not allowed:
+            return 0
+        select = ", ".join(f'CAST("{c}" AS {spec.column(c).duckdb_type}) AS "{c}"' for c in allowed)
+        col_list = ", ".join(f'"{c}"' for c in allowed)
+        self.con.register("_incoming", batch)
+        try:
+            self.con.execute(f'INSERT INTO "{table}" ({col_list}) SELECT {select} FROM _incoming')
+        finally:
+            self.con.unregister("_incoming")
+        return batch.num_rows
+
+    # -- reading -------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name in STORE_TABLES:
+            row = self.con.execute(f'SELECT count(*) FROM "{name}"').fetchone()
+            out[name] = int(row[0]) if row else 0
+        return out
+
+    def person_count(self) -> int:
+        row = self.con.execute("SELECT count(*) FROM person").fetchone()
+        return int(row[0]) if row else 0
+
+    def date_range(self) -> tuple[Any, Any]:
+        parts = [
+            f'SELECT min("{start}") AS lo, max(coalesce("{end}", "{start}")) AS hi FROM "{t}"'
+            if end
+            else f'SELECT min("{start}") AS lo, max("{start}") AS hi FROM "{t}"'
+            for t, (_, start, end) in cdm.EVENT_TABLES.items()
+        ]
+        row = self.con.execute(f"SELECT min(lo), max(hi) FROM ({' UNION ALL '.join(parts)})").fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def person_ids(self) -> list[int]:
+        return [r[0] for r in self.con.execute("SELECT person_id FROM person ORDER BY person_id").fetchall()]
+
+    def query_arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        return self.con.sql(sql, params=params or None).to_arrow_table()
+
+    def iter_person_chunks(
+        self, chunk_size: int = 10_000, tables: Iterable[str] = cdm.CLINICAL_TABLES
+    ) -> Iterator[PersonChunk]:
+        """Yield every clinical table's rows, a range of persons at a time (memory stays flat)."""
+        wanted = list(tables)
+        ids = self.person_ids()
+        for start in range(0, len(ids), chunk_size):
+            lo, hi = ids[start], ids[min(start + chunk_size, len(ids)) - 1]
+            yield {
+                name: self.query_arrow(f'SELECT * FROM "{name}" WHERE person_id BETWEEN ? AND ? ORDER BY 1', [lo, hi])
+                for name in wanted
+            }

@@ -1,0 +1,1 @@
+"""Connectors: one sub-package per standard, each a reader and a writer of cohort stores."""

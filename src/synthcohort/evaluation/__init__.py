@@ -1,0 +1,1 @@
+"""Evaluation: fidelity, utility, privacy attacks, study evidence, HTML/JSON report."""

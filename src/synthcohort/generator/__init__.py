@@ -1,0 +1,1 @@
+"""Generator engines (native, SDV) behind one contract, with privacy safeguards."""

@@ -1,0 +1,75 @@
+"""Shared fixtures: paths to ../shared, skips with a reason when data or servers are absent."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SYNTHCOHORT_SHARED", ROOT.parent / "shared"))
+DATA = SHARED / "data"
+SPEC = SHARED / "spec"
+PG_URL = os.environ.get("SYNTHCOHORT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the test saying what is missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the shared test data is not laid beside the project")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthea_1k() -> Path:
+    return shared_path("data", "synthea-omop-1k-split", "csv")
+
+
+@pytest.fixture(scope="session")
+def eunomia() -> Path:
+    return shared_path("data", "eunomia-synthea27nj", "csv")
+
+
+@pytest.fixture(scope="session")
+def synthea_1k_store(tmp_path_factory: pytest.TempPathFactory, synthea_1k: Path) -> Path:
+    """A cohort store of synthea-omop-1k-split, built once per session (open it read-only)."""
+    from synthcohort.cohort import CohortStore
+    from synthcohort.connectors.omop.csv_source import read_csv_folder
+
+    path = tmp_path_factory.mktemp("stores") / "synthea1k.duckdb"
+    with CohortStore.building(path) as store:
+        read_csv_folder(synthea_1k, store)
+        store.set_meta("kind", "real")
+    return path
+
+
+def _pg_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL schema (URL, schema name), dropped afterwards."""
+    if not _pg_up():
+        pytest.skip("no PostgreSQL server answers on 127.0.0.1:5432")
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    pytest.importorskip("psycopg")
+    engine = sqlalchemy.create_engine(PG_URL)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with engine.begin() as con:
+        con.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield PG_URL, schema
+    finally:
+        with engine.begin() as con:
+            con.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()

@@ -1,0 +1,88 @@
+"""The cohort store: atomic creation, counts, chunked iteration, hardening, locking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from synthcohort.cohort import CohortStore
+from synthcohort.errors import InputError, TargetError
+
+
+def _persons(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "person_id": range(1, n + 1),
+            "gender_concept_id": [8507, 8532] * (n // 2) + [8507] * (n % 2),
+            "year_of_birth": [1950 + i % 40 for i in range(n)],
+            "race_concept_id": 0,
+            "ethnicity_concept_id": 0,
+            "person_source_value": "MRN-123",
+        }
+    )
+
+
+def test_building_appears_only_when_complete(tmp_path: Path) -> None:
+    target = tmp_path / "c.duckdb"
+    with pytest.raises(RuntimeError), CohortStore.building(target) as store:
+        store.append("person", _persons(3))
+        raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+    with CohortStore.building(target) as store:
+        store.append("person", _persons(3))
+    assert target.exists()
+    assert target.stat().st_mode & 0o077 == 0
+    with pytest.raises(TargetError), CohortStore.building(target):
+        pass
+
+
+def test_identifier_columns_never_stored(tmp_path: Path) -> None:
+    with CohortStore.building(tmp_path / "c.duckdb") as store:
+        store.append("person", _persons(4))
+    with CohortStore.open(tmp_path / "c.duckdb") as store:
+        row = store.con.execute("SELECT count(person_source_value) FROM person").fetchone()
+        assert row == (0,)
+
+
+def test_chunks_cover_every_person_once(tmp_path: Path) -> None:
+    with CohortStore.building(tmp_path / "c.duckdb") as store:
+        store.append("person", _persons(25))
+        store.append(
+            "condition_occurrence",
+            pd.DataFrame(
+                {
+                    "condition_occurrence_id": range(50),
+                    "person_id": [i % 25 + 1 for i in range(50)],
+                    "condition_concept_id": 201826,
+                    "condition_start_date": pd.Timestamp("2020-01-01"),
+                    "condition_type_concept_id": 32817,
+                }
+            ),
+        )
+    with CohortStore.open(tmp_path / "c.duckdb") as store:
+        chunks = list(store.iter_person_chunks(chunk_size=10))
+        assert len(chunks) == 3
+        assert sum(c["person"].num_rows for c in chunks) == 25
+        assert sum(c["condition_occurrence"].num_rows for c in chunks) == 50
+        assert store.counts()["condition_occurrence"] == 50
+        assert str(store.date_range()[0]) == "2020-01-01"
+
+
+def test_store_cannot_read_outside_files(tmp_path: Path) -> None:
+    with CohortStore.building(tmp_path / "c.duckdb") as store:
+        store.append("person", _persons(2))
+    with CohortStore.open(tmp_path / "c.duckdb") as store, pytest.raises(duckdb.Error):
+        store.con.execute("SELECT * FROM read_csv('/etc/hostname')")
+
+
+def test_open_refuses_non_store(tmp_path: Path) -> None:
+    with pytest.raises(InputError):
+        CohortStore.open(tmp_path / "missing.duckdb")
+    other = tmp_path / "other.duckdb"
+    duckdb.connect(str(other)).close()
+    with pytest.raises(InputError, match="not a cohort store"):
+        CohortStore.open(other)
