@@ -28,6 +28,7 @@ def _hardened_config(read_only: bool) -> dict[str, Any]:
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
         "access_mode": "READ_ONLY" if read_only else "READ_WRITE",
+        "lock_configuration": True,
     }
 
 
@@ -41,7 +42,6 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
                 "close the other program using it, then run again",
             ) from None
         raise SourceError(f"cannot open the cohort store {path.name}: {exc}") from None
-    con.execute("SET lock_configuration = true")
     return con
 
 
@@ -178,6 +178,16 @@ class CohortStore:
         ]
         row = self.con.execute(f"SELECT min(lo), max(hi) FROM ({' UNION ALL '.join(parts)})").fetchone()
         return (row[0], row[1]) if row else (None, None)
+
+    def content_digest(self) -> str:
+        """A digest of every table's content (order-independent), for fingerprints; never the rows."""
+        import hashlib
+
+        parts = []
+        for name in STORE_TABLES:
+            row = self.con.execute(f'SELECT count(*), coalesce(sum(hash("{name}")), 0) FROM "{name}"').fetchone()
+            parts.append(f"{name}:{row[0] if row else 0}:{row[1] if row else 0}")
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
     def person_ids(self) -> list[int]:
         return [r[0] for r in self.con.execute("SELECT person_id FROM person ORDER BY person_id").fetchall()]

@@ -1,0 +1,1 @@
+"""The batch pipeline: one config file drives extract -> fit -> generate -> evaluate -> export."""
