@@ -55,7 +55,7 @@ def read_csv_folder(
 ) -> dict[str, int]:
     """Load every CDM table found in ``folder`` into ``store``; only allow-listed columns are read."""
     files = find_table_files(Path(folder))
-    reader = duckdb.connect()
+    reader = _reader(Path(folder))
     loaded: dict[str, int] = {}
     for name in STORE_TABLES:
         path = files.get(name)
@@ -76,7 +76,17 @@ def read_csv_folder(
                 progress(name, batch.num_rows)
         loaded[name] = rows
         log.info("%s: %d rows from %s", name, rows, path.name)
+    reader.close()
     return loaded
+
+
+def _reader(folder: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that may read files in ``folder`` only: no other file, no URL, no extension."""
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con.execute("SET allowed_directories = [?]", [str(folder.resolve()) + "/"])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
 
 
 def _delimiter(path: Path) -> str:
