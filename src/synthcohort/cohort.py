@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -19,6 +20,7 @@ META_TABLE = "synthcohort_meta"
 STORE_TABLES = cdm.CLINICAL_TABLES + cdm.METADATA_TABLES + cdm.VOCABULARY_TABLES
 
 PersonChunk = dict[str, pa.Table]
+_SPACE_HINT = "check free space and write permission on the target folder"
 
 
 def _hardened_config(read_only: bool) -> dict[str, Any]:
@@ -30,6 +32,23 @@ def _hardened_config(read_only: bool) -> dict[str, Any]:
         "access_mode": "READ_ONLY" if read_only else "READ_WRITE",
         "lock_configuration": True,
     }
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+_FULL_WORDS = ("no space left", "disk quota", "read-only file system", "file too large")
+
+
+def _target_full(exc: BaseException) -> bool:
+    """A full disk or read-only target, as raised by the OS or by DuckDB."""
+    if isinstance(exc, OSError):
+        return exc.errno in _FULL_ERRNOS
+    return isinstance(exc, duckdb.IOException) and any(w in str(exc).lower() for w in _FULL_WORDS)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return next((w for w in _FULL_WORDS if w in str(exc).lower()), "input/output error")
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -84,12 +103,22 @@ class CohortStore:
             raise TargetError(f"{final} already exists", "pass --overwrite to replace it, or choose another path")
         if final.is_symlink():
             raise TargetError(f"{final} is a symbolic link", "give a plain file path")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        tmp.unlink()
-        store = cls.create(tmp)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
+            os.close(fd)
+            tmp = Path(tmp_name)
+            tmp.unlink()
+        except OSError as exc:
+            raise TargetError(f"cannot write the cohort store {final}: {exc.strerror}", _SPACE_HINT) from None
+        try:
+            store = cls.create(tmp)
+        except BaseException as exc:
+            for leftover in (tmp, Path(f"{tmp}.wal")):
+                leftover.unlink(missing_ok=True)
+            if isinstance(exc, SourceError | OSError | duckdb.IOException):
+                raise TargetError(f"cannot write the cohort store {final}", _SPACE_HINT) from None
+            raise
         try:
             yield store
             store.con.execute("CHECKPOINT")
@@ -97,10 +126,12 @@ class CohortStore:
             os.chmod(tmp, 0o600)
             os.replace(tmp, final)
             store.path = final
-        except BaseException:
+        except BaseException as exc:
             store.close()
             for leftover in (tmp, Path(f"{tmp}.wal")):
                 leftover.unlink(missing_ok=True)
+            if _target_full(exc):
+                raise TargetError(f"writing the cohort store {final} failed: {_reason(exc)}", _SPACE_HINT) from None
             raise
 
     def close(self) -> None:

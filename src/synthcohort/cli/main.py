@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import traceback
 from typing import Any
 
 import click
@@ -39,7 +40,9 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SynthcohortError as exc:
-            logging.getLogger("synthcohort").debug("error", exc_info=True)
+            # Code locations only: a chained low-level cause (a driver error) could quote data or a URL.
+            where = "".join(traceback.format_tb(exc.__traceback__))
+            logging.getLogger("synthcohort").debug("%s at\n%s", type(exc).__name__, where)
             click.secho(f"error: {exc.message}", fg="red", err=True)
             if exc.hint:
                 click.echo(f"  what to do: {exc.hint}", err=True)
@@ -47,6 +50,15 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted: no output was left under a final name", err=True)
             ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            # An unforeseen fault: its text may quote data, so only its type and code location are shown.
+            where = "".join(traceback.format_tb(exc.__traceback__))
+            logging.getLogger("synthcohort").debug("unexpected %s at\n%s", type(exc).__name__, where)
+            click.secho(f"error: unexpected internal fault ({type(exc).__name__})", fg="red", err=True)
+            click.echo("  what to do: run again with -vv --log-file to record where it failed, and report it", err=True)
+            ctx.exit(70)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
