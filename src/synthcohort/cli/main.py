@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "extract": "extract",
     "export": "export",
     "info": "info",
+    "validate": "validate",
     "demo": "demo",
 }
 

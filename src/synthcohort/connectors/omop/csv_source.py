@@ -7,15 +7,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from synthcohort import cdm
 from synthcohort.cohort import STORE_TABLES, CohortStore
+from synthcohort.connectors.omop.ingest import IngestReport
+from synthcohort.connectors.omop.selection import Selection
+from synthcohort.connectors.omop.sql_source import extract
 from synthcohort.errors import InputError
 
 log = logging.getLogger(__name__)
 
 _SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt")
-BATCH_ROWS = 200_000
 
 
 def find_table_files(folder: Path) -> dict[str, Path]:
@@ -46,38 +50,72 @@ def _cast(column: cdm.Column, source: str) -> str:
     return f"TRY_CAST({value} AS {column.duckdb_type})"
 
 
+def folder_engine(folder: str | Path) -> Engine:
+    """An in-memory DuckDB engine whose views expose the folder's CDM tables (allow-listed columns only)."""
+    root = Path(folder)
+    files = find_table_files(root)
+    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    engine = sa.create_engine(
+        "duckdb:///:memory:", poolclass=sa.pool.StaticPool, hide_parameters=True, connect_args={"config": config}
+    )
+    reader = _reader(root)
+    with engine.begin() as con:
+        # The views read files of this folder only: no other file, no URL, no extension, no reconfiguration.
+        con.exec_driver_sql(f"SET allowed_directories = [{_literal(str(root.resolve()) + '/')}]")
+        con.exec_driver_sql("SET enable_external_access = false")
+        for name, path in files.items():
+            spec = cdm.table(name)
+            rel = reader.read_csv(str(path), header=True, all_varchar=True, sep=_delimiter(path))
+            by_name = {c.strip().lower(): c for c in rel.columns}
+            allowed = spec.column_names if name in cdm.VOCABULARY_TABLES else spec.omop_readable_columns
+            wanted = [c for c in allowed if c in by_name]
+            if not wanted:
+                log.warning("%s: no CDM column recognised in %s", name, path.name)
+                continue
+            selection = ", ".join(f'{_cast(spec.column(c), by_name[c])} AS "{c}"' for c in wanted)
+            con.exec_driver_sql(
+                f'CREATE VIEW "{name}" AS SELECT {selection} FROM read_csv({_literal(path)}, header = true, '
+                f"all_varchar = true, sep = {_literal(_delimiter(path))})"
+            )
+        cohort = _cohort_file(Path(folder))
+        if cohort is not None:
+            con.exec_driver_sql(
+                'CREATE VIEW "cohort" AS SELECT TRY_CAST(cohort_definition_id AS BIGINT) AS cohort_definition_id, '
+                f"TRY_CAST(subject_id AS BIGINT) AS subject_id FROM read_csv({_literal(cohort)}, header = true, "
+                f"all_varchar = true, sep = {_literal(_delimiter(cohort))})"
+            )
+        con.exec_driver_sql("SET lock_configuration = true")
+    reader.close()
+    return engine
+
+
+def extract_csv_folder(
+    folder: str | Path,
+    store: CohortStore,
+    *,
+    selection: Selection | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> IngestReport:
+    """Load the selected cohort from an OMOP CSV folder into ``store`` (fresh ids, quarantine, vocabulary)."""
+    engine = folder_engine(folder)
+    try:
+        report = extract(engine, store, selection=selection, progress=progress, where="the CSV folder")
+    finally:
+        engine.dispose()
+    store.set_meta("source_kind", "omop-csv")
+    return report
+
+
 def read_csv_folder(
     folder: str | Path,
     store: CohortStore,
     *,
-    person_filter: Callable[[str], str] | None = None,
+    selection: Selection | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> dict[str, int]:
-    """Load every CDM table found in ``folder`` into ``store``; only allow-listed columns are read."""
-    files = find_table_files(Path(folder))
-    reader = _reader(Path(folder))
-    loaded: dict[str, int] = {}
-    for name in STORE_TABLES:
-        path = files.get(name)
-        if path is None:
-            continue
-        spec = cdm.table(name)
-        rel = reader.read_csv(str(path), header=True, all_varchar=True, sep=_delimiter(path))
-        by_name = {c.strip().lower(): c for c in rel.columns}
-        wanted = [c for c in spec.omop_readable_columns if c in by_name]
-        if not wanted:
-            log.warning("%s: no CDM column recognised in %s", name, path.name)
-            continue
-        selection = ", ".join(f'{_cast(spec.column(c), by_name[c])} AS "{c}"' for c in wanted)
-        rows = 0
-        for batch in rel.select(selection).to_arrow_reader(BATCH_ROWS):
-            rows += store.append(name, batch)
-            if progress:
-                progress(name, batch.num_rows)
-        loaded[name] = rows
-        log.info("%s: %d rows from %s", name, rows, path.name)
-    reader.close()
-    return loaded
+    """Load an OMOP CSV folder into ``store``; returns the rows kept per table."""
+    report = extract_csv_folder(folder, store, selection=selection, progress=progress)
+    return dict(report.loaded)
 
 
 def _reader(folder: Path) -> duckdb.DuckDBPyConnection:
@@ -87,6 +125,18 @@ def _reader(folder: Path) -> duckdb.DuckDBPyConnection:
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def _literal(value: str | Path) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _cohort_file(folder: Path) -> Path | None:
+    for path in sorted(folder.iterdir()):
+        lower = path.name.lower()
+        if path.is_file() and not path.is_symlink() and any(lower == "cohort" + s for s in _SUFFIXES):
+            return path
+    return None
 
 
 def _delimiter(path: Path) -> str:

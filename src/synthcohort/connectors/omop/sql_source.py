@@ -1,0 +1,223 @@
+"""Extract a cohort from an OMOP CDM database (any SQLAlchemy URL) into a cohort store, streaming Arrow batches."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from synthcohort import cdm
+from synthcohort.cohort import CohortStore
+from synthcohort.connectors.omop.database import Catalogue, make_engine, with_retries
+from synthcohort.connectors.omop.ingest import LOAD_ORDER, Ingest, IngestReport
+from synthcohort.connectors.omop.selection import Selection, SourceTables, table_query
+from synthcohort.connectors.omop.vocabulary import copy_vocabulary
+from synthcohort.errors import InputError
+from synthcohort.secrets import display_url
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 50_000
+ID_CHUNK = 10_000
+_ARROW = {"integer": pa.int64(), "float": pa.float64(), "date": pa.date32(), "datetime": pa.timestamp("us")}
+Progress = Callable[[str, int], None]
+
+
+def arrow_schema(table: str, columns: list[str]) -> pa.Schema:
+    spec = cdm.table(table)
+    return pa.schema([(c, _ARROW.get(spec.column(c).type, pa.string())) for c in columns])
+
+
+def _to_batch(rows: list[sa.Row[tuple[object, ...]]], schema: pa.Schema) -> pa.RecordBatch:
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    arrays = []
+    for values, f in zip(columns, schema, strict=True):
+        arr = pa.array(values, from_pandas=False)
+        if pa.types.is_timestamp(arr.type) and arr.type.tz is not None:
+            arr = arr.cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))  # zone-aware -> UTC, naive
+        arrays.append(arr.cast(f.type))
+    return pa.record_batch(arrays, schema=schema)
+
+
+def stream(
+    engine: Engine, stmt: sa.Select[tuple[object, ...]], schema: pa.Schema, batch_rows: int = BATCH_ROWS
+) -> Iterator[pa.RecordBatch]:
+    """Run ``stmt`` with a server-side cursor and yield Arrow batches."""
+    with engine.connect() as con:
+        result = con.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
+        for part in result.partitions():
+            yield _to_batch(list(part), schema)
+
+
+def detect_version(cat: Catalogue, schema: str) -> str:
+    """'5.4', or an explicit error for a v5.3 database or one without PERSON/OBSERVATION_PERIOD."""
+    for needed in ("person", "observation_period"):
+        if cat.table(schema, needed) is None:
+            raise InputError(
+                f"the source schema has no {needed.upper()} table",
+                "point --schema at an OMOP CDM v5.4 schema; nothing was extracted",
+            )
+    declared = ""
+    name = cat.table(schema, "cdm_source")
+    if name and "cdm_version" in cat.columns(schema, name):
+        t = sa.table(name, sa.column(cat.columns(schema, name)["cdm_version"]), schema=schema)
+        with cat.engine.connect() as con:
+            declared = str(con.execute(sa.select(*t.c).limit(1)).scalar() or "")
+    visit = cat.table(schema, "visit_occurrence")
+    shape = "5.4"
+    if visit and "admitting_source_concept_id" in cat.columns(schema, visit):
+        shape = "5.3"
+    if declared.lower().lstrip("v").startswith("5.3") or shape == "5.3":
+        raise InputError(
+            "the source is an OMOP CDM v5.3 database; this tool reads v5.4",
+            "migrate it with the OHDSI CDM v5.3 -> v5.4 script, then run again; nothing was extracted",
+        )
+    return "5.4"
+
+
+def source_tables(cat: Catalogue, schema: str, vocab_schema: str, cohort_schema: str) -> SourceTables:
+    """Clauses naming only catalogue identifiers and allow-listed columns."""
+    src = SourceTables()
+    for name in LOAD_ORDER:
+        found = cat.table(schema, name)
+        if found is None:
+            continue
+        cols = cat.columns(schema, found)
+        wanted = [c for c in cdm.table(name).omop_readable_columns if c in cols]
+        if "person_id" not in wanted:
+            continue
+        src.tables[name] = sa.table(found, *(sa.column(cols[c]) for c in wanted), schema=schema)
+    for name in cdm.VOCABULARY_TABLES:
+        found = cat.table(vocab_schema, name)
+        if found is None:
+            continue
+        cols = cat.columns(vocab_schema, found)
+        wanted = [c for c in cdm.table(name).column_names if c in cols]
+        src.vocab[name] = sa.table(found, *(sa.column(cols[c]) for c in wanted), schema=vocab_schema)
+    found = cat.table(cohort_schema, "cohort")
+    if found:
+        cols = cat.columns(cohort_schema, found)
+        if {"subject_id", "cohort_definition_id"} <= set(cols):
+            src.cohort = sa.table(
+                found, sa.column(cols["subject_id"]), sa.column(cols["cohort_definition_id"]), schema=cohort_schema
+            )
+    return src
+
+
+class SqlVocabulary:
+    """Vocabulary rows fetched by bound id lists, in chunks."""
+
+    def __init__(self, engine: Engine, src: SourceTables) -> None:
+        self.engine = engine
+        self.vocab = src.vocab
+
+    def _fetch(self, table: str, key: str, values: list[int] | list[str], many: bool = True) -> pa.Table | None:
+        t = self.vocab.get(table)
+        if t is None:
+            return None
+        names = [c.name for c in t.c]
+        schema = arrow_schema(table, names)
+        elem_type: Any = sa.BigInteger() if values and isinstance(values[0], int) else sa.String()
+        batches: list[pa.RecordBatch] = []
+        for i in range(0, len(values), ID_CHUNK):
+            chunk = values[i : i + ID_CHUNK]
+            param = sa.bindparam("ids", list(chunk), type_=sa.ARRAY(elem_type), unique=True)
+            stmt = sa.select(*t.c).where(t.c[key] == sa.any_(param))
+
+            def read(stmt: sa.Select[tuple[object, ...]] = stmt) -> list[pa.RecordBatch]:
+                return list(stream(self.engine, stmt, schema))
+
+            batches.extend(with_retries(read, f"the vocabulary table {table}"))
+        return pa.Table.from_batches(batches, schema=schema)
+
+    def concepts(self, ids: list[int]) -> pa.Table | None:
+        return self._fetch("concept", "concept_id", ids)
+
+    def ancestors(self, descendant_ids: list[int]) -> pa.Table | None:
+        return self._fetch("concept_ancestor", "descendant_concept_id", descendant_ids)
+
+    def relationships(self, ids: list[int]) -> pa.Table | None:
+        return self._fetch("concept_relationship", "concept_id_1", ids)
+
+    def vocabularies(self, vocabulary_ids: list[str]) -> pa.Table | None:
+        return self._fetch("vocabulary", "vocabulary_id", vocabulary_ids)
+
+
+def extract(
+    engine: Engine,
+    store: CohortStore,
+    *,
+    schema: str | None = None,
+    vocab_schema: str | None = None,
+    cohort_schema: str | None = None,
+    selection: Selection | None = None,
+    progress: Progress | None = None,
+    where: str = "the source database",
+    batch_rows: int = BATCH_ROWS,
+) -> IngestReport:
+    """Read the selected cohort from ``engine`` into ``store``; identifiers come from the catalogue only."""
+    sel = selection or Selection()
+    cat = Catalogue.load(engine, where)
+    cdm_schema = cat.schema(schema)
+    vschema = cat.schema(vocab_schema) if vocab_schema else cdm_schema
+    cschema = cat.schema(cohort_schema) if cohort_schema else cdm_schema
+    version = with_retries(lambda: detect_version(cat, cdm_schema), where)
+    src = source_tables(cat, cdm_schema, vschema, cschema)
+    ingest = Ingest(store)
+    for name in LOAD_ORDER:
+        if name not in src.tables:
+            continue
+        stmt = table_query(src, sel, name)
+        schema_ = arrow_schema(name, [c.name for c in src.tables[name].c])
+
+        def load(name: str = name, stmt: sa.Select[tuple[object, ...]] = stmt, schema_: pa.Schema = schema_) -> int:
+            with ingest.table(name):
+                n = 0
+                for batch in stream(engine, stmt, schema_, batch_rows):
+                    n += ingest.add(name, batch)
+                    if progress:
+                        progress(name, batch.num_rows)
+                return n
+
+        with_retries(load, f"the {name} table")
+        log.info("%s: %d rows read, %d kept", name, ingest.report.source_rows[name], ingest.report.loaded[name])
+    with_retries(lambda: copy_vocabulary(store, SqlVocabulary(engine, src), ingest.report), "the vocabulary tables")
+    store.set_meta("cdm_version", version)
+    store.set_meta("selection", sel.describe())
+    store.set_meta("extraction_report", json.dumps(ingest.report.as_dict(), sort_keys=True))
+    return ingest.report
+
+
+def read_database(
+    url: str,
+    store: CohortStore,
+    *,
+    schema: str | None = None,
+    vocab_schema: str | None = None,
+    cohort_schema: str | None = None,
+    selection: Selection | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Extract from a database URL (DuckDB file, PostgreSQL, ...); the URL is shown masked."""
+    engine = make_engine(url)
+    where = display_url(engine.url)
+    try:
+        report = extract(
+            engine,
+            store,
+            schema=schema,
+            vocab_schema=vocab_schema,
+            cohort_schema=cohort_schema,
+            selection=selection,
+            progress=progress,
+            where=where,
+        )
+    finally:
+        engine.dispose()
+    store.set_meta("source_kind", f"omop-{engine.url.get_backend_name()}")
+    return report

@@ -1,0 +1,316 @@
+"""Write a cohort store into a database: DuckDB through Arrow, PostgreSQL through COPY, in one transaction."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+
+from synthcohort import cdm
+from synthcohort.cohort import CohortStore
+from synthcohort.connectors.omop.writer import VOCABULARY_ORDER, WRITE_ORDER, Progress, WriteResult, iter_tables
+from synthcohort.errors import ConfigError, DependencyMissing, TargetError
+from synthcohort.secrets import display_url, parse_url, resolve_password
+
+log = logging.getLogger(__name__)
+
+_PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_PG_TYPES = {"integer": "INTEGER", "float": "NUMERIC", "date": "DATE", "datetime": "TIMESTAMP"}
+# Foreign keys among the vocabulary tables form a cycle (concept <-> vocabulary); DuckDB cannot add
+# constraints after loading, so there they are checked by `validate` instead of declared.
+_VOCAB_SET = set(VOCABULARY_ORDER)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def column_type(col: cdm.Column, dialect: str) -> str:
+    if col.type.startswith("varchar"):
+        size = col.type[len("varchar(") : -1]
+        return "TEXT" if size == "max" or dialect == "duckdb" else f"VARCHAR({size})"
+    return _PG_TYPES[col.type] if dialect != "duckdb" else col.duckdb_type.replace("BIGINT", "INTEGER")
+
+
+def foreign_keys(name: str, dialect: str) -> list[tuple[str, str, str]]:
+    """(column, referenced table, referenced column) declared on a written table."""
+    out = []
+    for col in cdm.table(name).columns:
+        if col.references is None or col.references[0] not in WRITE_ORDER:
+            continue
+        if dialect == "duckdb" and name in _VOCAB_SET and col.references[0] in _VOCAB_SET:
+            continue
+        out.append((col.name, col.references[0], col.references[1]))
+    return out
+
+
+def create_table_sql(name: str, dialect: str, prefix: str, inline_fks: bool) -> str:
+    spec = cdm.table(name)
+    parts = [f"{_q(c.name)} {column_type(c, dialect)}{' NOT NULL' if c.required else ''}" for c in spec.columns]
+    if spec.primary_key:
+        parts.append(f"PRIMARY KEY ({_q(spec.primary_key)})")
+    if inline_fks:
+        parts += [
+            f"FOREIGN KEY ({_q(c)}) REFERENCES {prefix}{_q(t)} ({_q(rc)})" for c, t, rc in foreign_keys(name, dialect)
+        ]
+    return f"CREATE TABLE {prefix}{_q(name)} ({', '.join(parts)})"
+
+
+class _Offsets:
+    """Id offsets for --append: the store's ids are shifted past the target's highest ids."""
+
+    def __init__(self, maxima: dict[str, int]) -> None:
+        self.maxima = maxima
+
+    def apply(self, name: str, rows: pa.Table) -> pa.Table:
+        if not any(self.maxima.values()):
+            return rows
+        shifts = {"person_id": self.maxima.get("person", 0)}
+        if name != "visit_occurrence":
+            shifts["visit_occurrence_id"] = self.maxima.get("visit_occurrence", 0)
+        pk = cdm.table(name).primary_key
+        if pk and name not in _VOCAB_SET:
+            shifts[pk] = self.maxima.get(name, 0)
+        for col, shift in shifts.items():
+            if shift and col in rows.column_names:
+                i = rows.column_names.index(col)
+                rows = rows.set_column(i, col, pc.add(rows[col], pa.scalar(shift, rows.schema.field(col).type)))
+        return rows
+
+
+def _existing(con: Any, dialect: str, schema: str) -> dict[str, int]:
+    """Tables of ours already in the target schema -> their row counts."""
+    rows = con.execute(
+        sa.text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema}
+    ).fetchall()
+    present = {r[0].lower(): r[0] for r in rows}
+    out = {}
+    for name in WRITE_ORDER:
+        if name in present:
+            out[name] = int(con.execute(sa.text(f"SELECT count(*) FROM {_q(schema)}.{_q(present[name])}")).scalar())
+    return out
+
+
+def _maxima(con: Any, schema: str, existing: dict[str, int]) -> dict[str, int]:
+    out = {}
+    for name in WRITE_ORDER:
+        pk = cdm.table(name).primary_key
+        if name in existing and pk and name not in _VOCAB_SET:
+            out[name] = int(
+                con.execute(sa.text(f"SELECT coalesce(max({_q(pk)}), 0) FROM {_q(schema)}.{_q(name)}")).scalar()
+            )
+    return out
+
+
+def write_database(
+    store: CohortStore,
+    url: str,
+    *,
+    schema: str | None = None,
+    overwrite: bool = False,
+    append: bool = False,
+    progress: Progress | None = None,
+) -> WriteResult:
+    """Create (or append to) the CDM tables in ``schema`` and bulk-load the store, in one transaction."""
+    parsed = resolve_password(parse_url(url))
+    backend = parsed.get_backend_name()
+    if backend == "duckdb":
+        return _write_duckdb(store, parsed.database or "", schema or "main", overwrite, append, progress)
+    if backend != "postgresql":
+        raise ConfigError(f"unsupported target database {display_url(parsed)}", "use a duckdb:/// or postgresql:// URL")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise DependencyMissing(
+            "the PostgreSQL driver is not installed", "pip install 'synthcohort[postgres]'"
+        ) from None
+    schema = schema or "public"
+    if not _PLAIN_NAME.match(schema):
+        raise ConfigError("the target schema name must be lower-case letters, digits and _", "e.g. --schema cdm_synth")
+    engine = sa.create_engine(parsed.set(drivername="postgresql+psycopg"), hide_parameters=True)
+    result = WriteResult(display_url(parsed))
+    try:
+        with engine.begin() as con:
+            con.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {_q(schema)}"))
+            existing = _prepare(con, "postgresql", schema, overwrite, append)
+            offsets = _Offsets(_maxima(con, schema, existing) if append else {})
+            raw = con.connection.driver_connection
+            for name in WRITE_ORDER:
+                if name not in existing:
+                    con.execute(sa.text(create_table_sql(name, "postgresql", f"{_q(schema)}.", inline_fks=False)))
+            for name, rows in iter_tables(store):
+                rows = offsets.apply(name, rows)
+                if append and name in _VOCAB_SET:
+                    _pg_copy_new(raw, schema, name, rows)
+                else:
+                    _pg_copy(raw, schema, name, rows)
+                result.rows[name] = result.rows.get(name, 0) + rows.num_rows
+                if progress:
+                    progress(name, rows.num_rows)
+            if not existing:
+                for name in WRITE_ORDER:
+                    for i, (col, ref, rcol) in enumerate(foreign_keys(name, "postgresql")):
+                        con.execute(
+                            sa.text(
+                                f"ALTER TABLE {_q(schema)}.{_q(name)} ADD CONSTRAINT {_q(f'fk_{name}_{i}')} "
+                                f"FOREIGN KEY ({_q(col)}) REFERENCES {_q(schema)}.{_q(ref)} ({_q(rcol)})"
+                            )
+                        )
+    except sa.exc.DBAPIError as exc:
+        raise TargetError(
+            f"writing to {display_url(parsed)} failed ({type(exc.orig).__name__}); nothing was written",
+            "check the database, the schema and the role's rights",
+        ) from None
+    finally:
+        engine.dispose()
+    return result
+
+
+def _prepare(con: Any, dialect: str, schema: str, overwrite: bool, append: bool) -> dict[str, int]:
+    existing = _existing(con, dialect, schema)
+    if any(existing.values()) and not (overwrite or append):
+        raise TargetError(
+            "the target schema already holds OMOP rows", "pass --overwrite to replace them or --append to add to them"
+        )
+    if overwrite or (existing and not append):
+        for name in reversed(WRITE_ORDER):
+            if name in existing:
+                cascade = " CASCADE" if dialect == "postgresql" else ""
+                con.execute(sa.text(f"DROP TABLE {_q(schema)}.{_q(name)}{cascade}"))
+        return {}
+    return existing
+
+
+def _csv_bytes(rows: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pacsv.write_csv(rows, buf, pacsv.WriteOptions(include_header=False))
+    return buf.getvalue()
+
+
+def _pg_copy(raw: Any, schema: str, name: str, rows: pa.Table) -> None:
+    from psycopg import sql
+
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in rows.column_names)
+    stmt = sql.SQL("COPY {}.{} ({}) FROM STDIN (FORMAT csv)").format(sql.Identifier(schema), sql.Identifier(name), cols)
+    with raw.cursor() as cur, cur.copy(stmt) as copy:
+        copy.write(_csv_bytes(rows))
+
+
+def _pg_copy_new(raw: Any, schema: str, name: str, rows: pa.Table) -> None:
+    """Vocabulary rows in --append: COPY to a temporary table, keep the rows the target lacks."""
+    from psycopg import sql
+
+    key = cdm.table(name).primary_key
+    tmp = sql.Identifier(f"_synthcohort_{name}")
+    with raw.cursor() as cur:
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}.{}) ON COMMIT DROP").format(
+                tmp, sql.Identifier(schema), sql.Identifier(name)
+            )
+        )
+        cur.execute(sql.SQL("TRUNCATE {}").format(tmp))
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in rows.column_names)
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(tmp, cols)) as copy:
+            copy.write(_csv_bytes(rows))
+        target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+        if key:
+            cond = sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE t.{} = s.{})").format(
+                target, sql.Identifier(key), sql.Identifier(key)
+            )
+        else:
+            cond = sql.SQL("EXCEPT SELECT {} FROM {}").format(cols, target)
+        cur.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} s ").format(target, cols, cols, tmp) + cond)
+
+
+def _write_duckdb(
+    store: CohortStore, path: str, schema: str, overwrite: bool, append: bool, progress: Progress | None
+) -> WriteResult:
+    import duckdb
+
+    if not path or path == ":memory:":
+        raise ConfigError("a DuckDB target needs a file path", "write duckdb:///path/to/target.duckdb")
+    target = Path(path)
+    if target.resolve() == store.path.resolve():
+        raise TargetError("the target is the cohort store itself", "give another DuckDB file")
+    created = not target.exists()
+    try:
+        con = duckdb.connect(str(target))
+    except duckdb.Error as exc:
+        msg = "is locked by another process" if "lock" in str(exc).lower() else "cannot be opened"
+        raise TargetError(
+            f"the DuckDB target {target.name} {msg}", "close the program holding it, then run again"
+        ) from None
+    result = WriteResult(str(target))
+    try:
+        con.begin()
+        sa_like = _DuckAdapter(con)
+        if not _PLAIN_NAME.match(schema):
+            raise ConfigError("the target schema name must be lower-case letters, digits and _")
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(schema)}")
+        existing = _prepare(sa_like, "duckdb", schema, overwrite, append)
+        offsets = _Offsets(_maxima(sa_like, schema, existing) if append else {})
+        for name in WRITE_ORDER:
+            if name not in existing:
+                con.execute(create_table_sql(name, "duckdb", f"{_q(schema)}.", inline_fks=True))
+        for name, rows in iter_tables(store):
+            rows = offsets.apply(name, rows)
+            cols = ", ".join(_q(c) for c in rows.column_names)
+            con.register("_rows", rows)
+            key = cdm.table(name).primary_key
+            keep = (
+                f" WHERE {_q(key)} NOT IN (SELECT {_q(key)} FROM {_q(schema)}.{_q(name)})"
+                if append and name in _VOCAB_SET and key
+                else ""
+            )
+            con.execute(f"INSERT INTO {_q(schema)}.{_q(name)} ({cols}) SELECT {cols} FROM _rows{keep}")
+            con.unregister("_rows")
+            result.rows[name] = result.rows.get(name, 0) + rows.num_rows
+            if progress:
+                progress(name, rows.num_rows)
+        con.commit()
+    except BaseException as exc:
+        con.rollback()
+        con.close()
+        if created:
+            for leftover in (target, Path(f"{target}.wal")):
+                leftover.unlink(missing_ok=True)
+        if isinstance(exc, duckdb.Error):
+            raise TargetError(f"writing {target.name} failed ({type(exc).__name__}); nothing was written") from None
+        raise
+    con.close()
+    return result
+
+
+class _DuckAdapter:
+    """Just enough of a SQLAlchemy connection for the shared helpers above (text() with :named params)."""
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+
+    def execute(self, clause: Any, params: dict[str, Any] | None = None) -> Any:
+        text = str(clause)
+        args: list[Any] = []
+        for key, value in (params or {}).items():
+            text = text.replace(f":{key}", "?")
+            args.append(value)
+        cur = self.con.execute(text, args)
+        return _Result(cur)
+
+
+class _Result:
+    def __init__(self, cur: Any) -> None:
+        self.cur = cur
+
+    def fetchall(self) -> list[Any]:
+        return list(self.cur.fetchall())
+
+    def scalar(self) -> Any:
+        row = self.cur.fetchone()
+        return row[0] if row else None
