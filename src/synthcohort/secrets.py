@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import getpass
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -13,6 +15,8 @@ from sqlalchemy.exc import ArgumentError
 from synthcohort.errors import ConfigError
 
 PASSWORD_ENV = "SYNTHCOHORT_DB_PASSWORD"
+# The variable a pipeline section names with password_env; consulted first while set.
+_PASSWORD_FROM: contextvars.ContextVar[str | None] = contextvars.ContextVar("password_from", default=None)
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
 
 
@@ -37,13 +41,24 @@ def parse_url(raw: str) -> URL:
 
 def resolve_password(url: URL, *, prompt: bool = False, ask: Callable[[str], str] = getpass.getpass) -> URL:
     """Fill the password from the environment or, on request, a prompt; libpq reads pgpass/service itself."""
-    for name in (PASSWORD_ENV, "PGPASSWORD"):
+    named = _PASSWORD_FROM.get()
+    for name in (*((named,) if named else ()), PASSWORD_ENV, "PGPASSWORD"):
         value = os.environ.get(name)
         if value:
             return url.set(password=value)
     if prompt:
         return url.set(password=ask(f"password for {url.username or 'the database user'}: "))
     return url  # libpq consults PGPASSFILE / ~/.pgpass and PGSERVICE on its own
+
+
+@contextlib.contextmanager
+def password_from(env: str | None) -> Iterator[None]:
+    """Within the block, :func:`resolve_password` reads the password from the variable ``env`` first."""
+    token = _PASSWORD_FROM.set(env)
+    try:
+        yield
+    finally:
+        _PASSWORD_FROM.reset(token)
 
 
 def display_url(url: URL) -> str:

@@ -42,6 +42,13 @@ class Bar:
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, total=total)
 
+    def update(self, completed: int, total: int | None = None, description: str | None = None) -> None:
+        """Set the absolute position (for callbacks that report "done of total")."""
+        if self._progress is not None and self._task is not None:
+            if total is not None:
+                self._progress.update(self._task, total=total)
+            self._progress.update(self._task, completed=completed, description=description)
+
 
 @contextmanager
 def progress_bar(description: str, total: int | None = None, unit: str = "rows") -> Iterator[Bar]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from synthcohort.errors import ConfigError
 
 MAX_PATIENTS = 50_000_000
 ENGINES = ("native", "sdv")
+RUN_KEYS = {"workdir", "outdir", "overwrite"}
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class SourceConfig:
     schema: str | None = None
     vocab_schema: str | None = None
     vocab: str | None = None  # vocabulary source for FHIR (Athena folder, store, database URL)
+    cohort_schema: str | None = None  # where the OHDSI cohort table lives (default: the CDM schema)
     password_env: str | None = None  # name of the environment variable holding the password
 
 
@@ -41,6 +43,7 @@ class ModelConfig:
     holdout: float = 0.2
     seed: int = 0
     k: int = 11
+    min_leaf: int = 20
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,10 @@ class EvaluateConfig:
     enabled: bool = True
     gates: dict[str, float] = field(default_factory=dict)
     accept_risk: str | None = None
-    exposure: tuple[int, ...] = ()
-    outcome: tuple[int, ...] = ()
+    target: str | None = None  # the prediction target of the utility figure (a concept id)
+    exposure: tuple[int | str, ...] = ()
+    outcome: tuple[int | str, ...] = ()
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,8 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    workdir: Path
+    workdir: Path  # intermediate stores and the model (real data: keep it private)
+    outdir: Path  # the run record, the report and its figures
     source: SourceConfig
     cohort: CohortConfig
     model: ModelConfig
@@ -119,7 +125,11 @@ def load(path: str | os.PathLike[str]) -> PipelineConfig:
         raise ConfigError(f"no pipeline file at {p}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p.name} is not valid TOML: {exc}") from None
-    where = p.name
+    return from_dict(raw, p.resolve().parent, p.name)
+
+
+def from_dict(raw: dict[str, Any], base: Path, where: str = "the pipeline") -> PipelineConfig:
+    """Validate a parsed pipeline (a TOML document as a dict); relative paths are taken from ``base``."""
     known_sections = {"run", "source", "cohort", "model", "generate", "evaluate", "output"}
     unknown = sorted(set(raw) - known_sections)
     if unknown:
@@ -127,14 +137,24 @@ def load(path: str | os.PathLike[str]) -> PipelineConfig:
             f"unknown section(s) in {where}: {', '.join(unknown)}", f"allowed: {', '.join(sorted(known_sections))}"
         )
     run = raw.get("run", {})
-    base = p.resolve().parent
+    base = base.resolve()
+    if not isinstance(run, dict):
+        raise ConfigError(f"[run] in {where} must be a table")
+    unknown_run = sorted(set(run) - RUN_KEYS)
+    if unknown_run:
+        raise ConfigError(
+            f"unknown key(s) in [run] of {where}: {', '.join(unknown_run)}", f"allowed: {', '.join(sorted(RUN_KEYS))}"
+        )
+    if not isinstance(raw.get("output", []), list):
+        raise ConfigError(f"write each output of {where} as [[output]] (an array of tables), not [output]")
     source = _section(raw, "source", SourceConfig, where) if "source" in raw else None
     if source is None:
         raise ConfigError(f"{where} has no [source]", "add [source] with kind = 'omop' or 'fhir' and a path or url")
     cfg = PipelineConfig(
-        workdir=base / str(run.get("workdir", "synthcohort-run")),
+        workdir=base / str(run.get("workdir", "synthcohort-work")),
+        outdir=base / str(run.get("outdir", "synthcohort-out")),
         source=_resolve_paths(source, base),
-        cohort=_section(raw, "cohort", CohortConfig, where),
+        cohort=_resolve_person_ids(_section(raw, "cohort", CohortConfig, where), base),
         model=_section(raw, "model", ModelConfig, where),
         generate=_section(raw, "generate", GenerateConfig, where),
         evaluate=_section(raw, "evaluate", EvaluateConfig, where),
@@ -148,12 +168,23 @@ def load(path: str | os.PathLike[str]) -> PipelineConfig:
     return cfg
 
 
+def _resolve_person_ids(cohort: CohortConfig, base: Path) -> CohortConfig:
+    if cohort.person_ids is None or Path(cohort.person_ids).is_absolute():
+        return cohort
+    return replace(cohort, person_ids=str((base / cohort.person_ids).resolve()))
+
+
 def _resolve_paths(section: Any, base: Path) -> Any:
-    path = getattr(section, "path", None)
-    if path is None:
-        return section
+    """Relative folder paths and DuckDB file URLs are taken from the pipeline file's folder."""
     fields = {k: getattr(section, k) for k in section.__dataclass_fields__}
-    fields["path"] = str((base / path).resolve()) if not Path(path).is_absolute() else path
+    path = fields.get("path")
+    if isinstance(path, str):
+        fields["path"] = str((base / path).resolve()) if not Path(path).is_absolute() else path
+    url = fields.get("url")
+    if isinstance(url, str) and url.startswith("duckdb:///"):
+        database = url[len("duckdb:///") :]
+        if database and database != ":memory:" and not Path(database).is_absolute():
+            fields["url"] = f"duckdb:///{(base / database).resolve()}"
     return type(section)(**fields)
 
 
@@ -172,7 +203,13 @@ def _validate(cfg: PipelineConfig, where: str) -> None:
         raise ConfigError("[model] holdout must be a number strictly between 0 and 1")
     _int(cfg.model.seed, "[model] seed", 0, 2**32 - 1)
     _int(cfg.model.k, "[model] k", 1, 10_000)
+    _int(cfg.model.min_leaf, "[model] min_leaf", 5, 10_000)
     _int(cfg.generate.seed, "[generate] seed", 0, 2**32 - 1)
+    _int(cfg.evaluate.seed, "[evaluate] seed", 0, 2**32 - 1)
+    for name in ("accept_risk", "target"):
+        value = getattr(cfg.evaluate, name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(f"[evaluate] {name} must be a non-empty text")
     if cfg.generate.n is not None:
         _int(cfg.generate.n, "[generate] n", 1, MAX_PATIENTS)
     for name, value in cfg.evaluate.gates.items():
@@ -189,6 +226,7 @@ def _validate(cfg: PipelineConfig, where: str) -> None:
             raise ConfigError("a FHIR [[output]] format is 'ndjson' or 'bundle'")
         if out.kind == "omop" and out.path and out.format not in (None, "csv", "parquet"):
             raise ConfigError("an OMOP folder [[output]] format is 'csv' or 'parquet'")
+    _check_places(cfg)
     from synthcohort.secrets import parse_url
 
     sections: list[SourceConfig | OutputConfig] = [src, *cfg.outputs]
@@ -200,6 +238,26 @@ def _validate(cfg: PipelineConfig, where: str) -> None:
             raise ConfigError(
                 f"the environment variable {env} named by password_env is not set", f"export {env}=... before the run"
             )
+
+
+def _check_places(cfg: PipelineConfig) -> None:
+    """No output may be, or hold, the working folder, the record folder or another output."""
+    work, rec = cfg.workdir.resolve(), cfg.outdir.resolve()
+    folders = [Path(o.path).resolve() for o in cfg.outputs if o.path]
+    if work == rec:
+        raise ConfigError("[run] workdir and outdir must be different folders", "the workdir holds real data")
+    if rec.is_relative_to(work):
+        raise ConfigError("[run] outdir must not be inside the workdir", "the workdir holds real data")
+    for i, folder in enumerate(folders):
+        if folder in (work, rec) or work.is_relative_to(folder) or rec.is_relative_to(folder):
+            raise ConfigError(
+                f"the [[output]] folder {folder.name} would hold the workdir or the run record",
+                "give each output its own folder, e.g. inside outdir",
+            )
+        if folder.is_relative_to(work):
+            raise ConfigError(f"the [[output]] folder {folder.name} is inside the workdir", "the workdir is scratch")
+        if any(folder == other or folder.is_relative_to(other) for other in folders[:i] + folders[i + 1 :]):
+            raise ConfigError(f"two [[output]] sections write to {folder.name}", "give each output its own folder")
 
 
 def masked(cfg: PipelineConfig) -> dict[str, Any]:

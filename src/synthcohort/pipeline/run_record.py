@@ -53,6 +53,8 @@ def describe_outputs(paths: list[Path], root: Path) -> list[dict[str, Any]]:
 class RunRecord:
     config: dict[str, Any]
     seeds: dict[str, int]
+    run_id: str | None = None
+    error: str | None = None
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     finished: str | None = None
     status: str = "running"
@@ -67,6 +69,8 @@ class RunRecord:
             "tool": "synthcohort",
             "versions": versions(),
             "status": self.status,
+            "run_id": self.run_id,
+            "error": self.error,
             "started": self.started,
             "finished": self.finished,
             "config": self.config,
