@@ -143,8 +143,12 @@ class Ingest:
         )
 
     def _count(self, sql: str) -> int:
-        row = self.con.execute(sql).fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+        rows = self.con.execute(sql).fetchall()
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+    def _append(self, name: str, select: str) -> None:
+        """Every row reaches the store through CohortStore.append, which keeps only storable columns."""
+        self.store.append(name, self.con.sql(select).to_arrow_table())
 
     def _finish_persons(self) -> None:
         dups = self._count("SELECT count(*) - count(DISTINCT _src) FROM _src_person WHERE _src IS NOT NULL")
@@ -174,10 +178,10 @@ class Ingest:
             [self._salt],
         )
         cols = [c for c in cdm.table("person").stored_columns if c != "person_id"]
-        names = ", ".join(_q(c) for c in cols)
-        self.con.execute(
-            f"INSERT INTO person (person_id, {names}) SELECT m.id, {', '.join('s.' + _q(c) for c in cols)} "
-            "FROM _src_person s JOIN _pmap m ON m.src = s._src WHERE m.id IS NOT NULL ORDER BY m.id"
+        self._append(
+            "person",
+            f"SELECT m.id AS person_id, {', '.join('s.' + _q(c) for c in cols)} "
+            "FROM _src_person s JOIN _pmap m ON m.src = s._src WHERE m.id IS NOT NULL ORDER BY m.id",
         )
         self.report.loaded["person"] = self._count("SELECT count(*) FROM person")
         self.con.execute("DROP TABLE _src_person")
@@ -197,9 +201,9 @@ class Ingest:
         ).fetchall():
             self.report.quarantine("death", reason, n)
         cols = [c for c in cdm.table("death").stored_columns if c != "person_id"]
-        self.con.execute(
-            f"INSERT INTO death (person_id, {', '.join(_q(c) for c in cols)}) "
-            f"SELECT _pid, {', '.join(_q(c) for c in cols)} FROM _d WHERE _reason IS NULL ORDER BY _pid"
+        self._append(
+            "death",
+            f"SELECT _pid AS person_id, {', '.join(_q(c) for c in cols)} FROM _d WHERE _reason IS NULL ORDER BY _pid",
         )
         self.con.execute(
             "UPDATE _pmap SET death = d.death_date FROM (SELECT _src, death_date FROM _d WHERE _reason IS NULL) d "
@@ -273,8 +277,7 @@ class Ingest:
         if has_visit:
             names.append("visit_occurrence_id")
             values.append("_vid")
-        self.con.execute(
-            f"INSERT INTO {_q(name)} ({', '.join(_q(c) for c in names)}) SELECT {', '.join(values)} FROM _b {where}"
-        )
+        select = ", ".join(f"{v} AS {_q(n)}" for n, v in zip(names, values, strict=True))
+        self._append(name, f"SELECT {select} FROM _b {where}")
         self.report.loaded[name] = self._count(f"SELECT count(*) FROM {_q(name)}")
         self.con.execute("DROP TABLE _b")
