@@ -42,3 +42,32 @@ def test_csv_reader_sees_only_its_folder(tmp_path: Path, sql: str) -> None:
     with pytest.raises(duckdb.Error):
         con.execute(f"SELECT * FROM read_csv('{tmp_path}/../x.csv')")
     con.close()
+
+
+def test_source_duckdb_view_reading_other_files_is_not_followed(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from synthcohort.cli.main import cli
+
+    secret = tmp_path / "elsewhere.csv"
+    secret.write_text("name\nJeanne Canary\n")
+    src = tmp_path / "src.duckdb"
+    con = duckdb.connect(str(src))
+    con.execute(
+        "CREATE TABLE person AS SELECT 1::BIGINT AS person_id, 8507 AS gender_concept_id, 1970 AS year_of_birth"
+    )
+    con.execute(
+        "CREATE TABLE observation_period AS SELECT 1::BIGINT AS observation_period_id, 1::BIGINT AS person_id, "
+        "DATE '2010-01-01' AS observation_period_start_date, DATE '2020-01-01' AS observation_period_end_date, "
+        "32817 AS period_type_concept_id"
+    )
+    con.execute(
+        "CREATE VIEW visit_occurrence AS SELECT 1::BIGINT AS visit_occurrence_id, 1::BIGINT AS person_id, "
+        f"9202 AS visit_concept_id, DATE '2015-01-01' AS visit_start_date, name FROM read_csv('{secret}')"
+    )
+    con.close()
+    out = tmp_path / "c.duckdb"
+    result = CliRunner().invoke(cli, ["extract", "omop", f"duckdb:///{src}", "-o", str(out)])
+    assert result.exit_code == 4, result.output
+    assert "reads files or URLs outside the database" in result.output
+    assert "Canary" not in result.output and not out.exists()

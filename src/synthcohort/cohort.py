@@ -23,8 +23,8 @@ PersonChunk = dict[str, pa.Table]
 _SPACE_HINT = "check free space and write permission on the target folder"
 
 
-def _hardened_config(read_only: bool) -> dict[str, Any]:
-    # A store never needs files or URLs beyond itself: no table function reaches outside.
+def hardened_config(read_only: bool) -> dict[str, Any]:
+    """DuckDB settings for a database file that needs nothing beyond itself: no other file, URL or extension."""
     return {
         "enable_external_access": False,
         "autoinstall_known_extensions": False,
@@ -53,7 +53,7 @@ def _reason(exc: BaseException) -> str:
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
-        con = duckdb.connect(str(path), config=_hardened_config(read_only))
+        con = duckdb.connect(str(path), config=hardened_config(read_only))
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise SourceError(

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from synthcohort.cli.main import cli
-from synthcohort.cohort import CohortStore
+from synthcohort.connectors.omop.ingest import Ingest
 from tests.bad_inputs.inputs import CANARY_NOTE, CANARY_PATIENT, leftovers
 
 
@@ -61,7 +61,7 @@ def test_full_or_read_only_target_fails_cleanly(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     if where == "append":
-        monkeypatch.setattr(CohortStore, "append", fail)
+        monkeypatch.setattr(Ingest, "add", fail)
     elif where == "replace":
         monkeypatch.setattr("synthcohort.cohort.os.replace", fail)
     else:
@@ -78,7 +78,7 @@ def test_unforeseen_fault_shows_no_data(omop_csv: Path, tmp_path: Path, monkeypa
     def boom(*_: object, **__: object) -> None:
         raise ValueError(f"could not convert {CANARY_PATIENT} / {CANARY_NOTE}")
 
-    monkeypatch.setattr(CohortStore, "append", boom)
+    monkeypatch.setattr(Ingest, "add", boom)
     log = tmp_path / "debug.log"
     result = CliRunner().invoke(
         cli, ["-vv", "--log-file", str(log), "extract", "omop", str(omop_csv), "-o", str(tmp_path / "c.duckdb")]

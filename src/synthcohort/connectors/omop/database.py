@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
+from synthcohort.cohort import hardened_config
 from synthcohort.errors import (
     DependencyMissing,
     InputError,
@@ -45,7 +46,8 @@ def make_engine(raw_url: str | URL, *, read_only: bool = True) -> Engine:
         kwargs["connect_args"] = {"connect_timeout": 10, "application_name": "synthcohort"}
     elif url.get_backend_name() == "duckdb":
         kwargs.pop("pool_pre_ping")
-        kwargs["connect_args"] = {"read_only": read_only} if read_only else {}
+        # A source DuckDB file may hold views that read other files or URLs: none of that is followed.
+        kwargs["connect_args"] = {"read_only": read_only, "config": hardened_config(read_only)}
     try:
         return sa.create_engine(url, **kwargs)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
@@ -60,6 +62,11 @@ def classify(exc: BaseException, where: str) -> Exception:
         return PermissionDeniedError(
             f"permission denied while reading {where}",
             "grant the database role SELECT on the CDM and vocabulary schemas, or pick another role",
+        )
+    if "disabled by configuration" in text:
+        return SourceError(
+            f"{where} is a view that reads files or URLs outside the database; the tool does not follow those",
+            "turn the view into a table in the source database",
         )
     if "lock" in text and ("conflicting" in text or "could not set lock" in text):
         return SourceError(f"{where} is locked by another process", "close the program holding it, then run again")

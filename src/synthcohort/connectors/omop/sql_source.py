@@ -50,8 +50,11 @@ def stream(
     """Run ``stmt`` with a server-side cursor and yield Arrow batches."""
     with engine.connect() as con:
         result = con.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
-        for part in result.partitions():
-            yield _to_batch(list(part), schema)
+        try:
+            for part in result.partitions():
+                yield _to_batch(list(part), schema)
+        finally:
+            result.close()  # also after a dropped connection: no server-side cursor is left behind
 
 
 def detect_version(cat: Catalogue, schema: str) -> str:

@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from synthcohort import cdm
-from synthcohort.cohort import CohortStore
+from synthcohort.cohort import CohortStore, hardened_config
 from synthcohort.connectors.omop.writer import VOCABULARY_ORDER, WRITE_ORDER, Progress, WriteResult, iter_tables
 from synthcohort.errors import ConfigError, DependencyMissing, TargetError
 from synthcohort.secrets import display_url, parse_url, resolve_password
@@ -241,7 +241,7 @@ def _write_duckdb(
         raise TargetError("the target is the cohort store itself", "give another DuckDB file")
     created = not target.exists()
     try:
-        con = duckdb.connect(str(target))
+        con = duckdb.connect(str(target), config=hardened_config(read_only=False))
     except duckdb.Error as exc:
         msg = "is locked by another process" if "lock" in str(exc).lower() else "cannot be opened"
         raise TargetError(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthcohort import cdm
+from synthcohort.cohort import hardened_config
 from synthcohort.errors import InputError
 
 VALID_GENDERS = (8507, 8532, 8551, 8570, 8521)
@@ -202,7 +203,7 @@ def _validate_duckdb_file(path: Path, schema: str) -> ValidationResult:
     import duckdb
 
     try:
-        con = duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), config=hardened_config(read_only=True))
     except duckdb.Error as exc:
         msg = "is locked by another process" if "lock" in str(exc).lower() else "is not a DuckDB database"
         raise InputError(f"{path.name} {msg}") from None
@@ -222,11 +223,10 @@ def _validate_duckdb_file(path: Path, schema: str) -> ValidationResult:
 
 
 def _validate_folder(folder: Path) -> ValidationResult:
-    import duckdb
 
-    from synthcohort.connectors.omop.csv_source import _cast, _delimiter, find_table_files
+    from synthcohort.connectors.omop.csv_source import _cast, _delimiter, _reader, find_table_files
 
-    con = duckdb.connect()
+    con = _reader(folder)  # may read this folder's files only
     tables = []
     parquet = {p.stem.lower(): p for p in sorted(folder.glob("*.parquet")) if p.stem.lower() in cdm.cdm_tables()}
     for name, path in parquet.items():
