@@ -1,0 +1,96 @@
+"""The held-out control split: made before anything is learned, written as two stores beside the cohort."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from synthcohort import __version__, cdm
+from synthcohort.cohort import CohortStore
+from synthcohort.errors import CohortTooSmallError
+from synthcohort.generator.modelfile import sha256_file
+
+log = logging.getLogger(__name__)
+
+MIN_TRAIN_PERSONS = 50
+MIN_CONTROL_PERSONS = 20
+
+
+@dataclass(frozen=True)
+class Split:
+    train: Path
+    control: Path
+    train_persons: int
+    control_persons: int
+
+    def record(self) -> dict[str, object]:
+        """What a model keeps about the split: paths and fingerprints, never rows."""
+        return {
+            "train_store": str(self.train.resolve()),
+            "train_fingerprint": sha256_file(self.train),
+            "train_persons": self.train_persons,
+            "control_store": str(self.control.resolve()),
+            "control_fingerprint": sha256_file(self.control),
+            "control_persons": self.control_persons,
+        }
+
+
+def split_paths(cohort: Path) -> tuple[Path, Path]:
+    stem = cohort.name[: -len(".duckdb")] if cohort.name.endswith(".duckdb") else cohort.name
+    return cohort.with_name(f"{stem}.train.duckdb"), cohort.with_name(f"{stem}.control.duckdb")
+
+
+def check_size(n_persons: int, holdout: float) -> tuple[int, int]:
+    n_control = int(round(n_persons * holdout))
+    n_train = n_persons - n_control
+    if n_train < MIN_TRAIN_PERSONS or n_control < MIN_CONTROL_PERSONS:
+        raise CohortTooSmallError(
+            f"the cohort has {n_persons} persons: a holdout of {holdout:g} leaves {n_train} to learn from and "
+            f"{n_control} to measure risk against; at least {MIN_TRAIN_PERSONS} and {MIN_CONTROL_PERSONS} are needed",
+            f"use a cohort of at least {int(np.ceil(MIN_TRAIN_PERSONS / (1 - holdout)))} persons or change --holdout",
+        )
+    return n_train, n_control
+
+
+def split_cohort(cohort: Path, holdout: float, seed: int) -> Split:
+    """Write COHORT.train.duckdb and COHORT.control.duckdb, persons assigned at random by ``seed``."""
+    train_path, control_path = split_paths(cohort)
+    with CohortStore.open(cohort) as source:
+        ids = np.asarray(source.person_ids(), dtype=np.int64)
+        _, n_control = check_size(len(ids), holdout)
+        order = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).permutation(len(ids))
+        control_ids = np.sort(ids[order[:n_control]])
+        train_ids = np.sort(ids[order[n_control:]])
+        fingerprint = sha256_file(cohort)
+        for path, kind, members in ((train_path, "train", train_ids), (control_path, "control", control_ids)):
+            _write_part(source, path, kind, members, fingerprint, holdout, seed)
+    log.info("split %s: %d persons to learn from, %d held out", cohort.name, len(train_ids), len(control_ids))
+    return Split(train_path, control_path, len(train_ids), len(control_ids))
+
+
+def _write_part(
+    source: CohortStore, path: Path, kind: str, members: np.ndarray, fingerprint: str, holdout: float, seed: int
+) -> None:
+    with CohortStore.building(path, overwrite=True) as store:
+        con = source.con.cursor()  # its own cursor: the store's connection may hold a pending result
+        con.register("_members", pa.table({"person_id": members}))
+        try:
+            for name in cdm.CLINICAL_TABLES:
+                rel = con.sql(f'SELECT t.* FROM "{name}" t SEMI JOIN _members m USING (person_id) ORDER BY 1')
+                for batch in rel.to_arrow_reader(200_000):
+                    store.append(name, batch)
+            for name in cdm.VOCABULARY_TABLES + cdm.METADATA_TABLES:
+                store.append(name, con.sql(f'SELECT * FROM "{name}"').to_arrow_table())
+        finally:
+            con.unregister("_members")
+            con.close()
+        store.set_meta("kind", kind)
+        store.set_meta("source_kind", source.get_meta("source_kind", "") or "")
+        store.set_meta("split_of", fingerprint)
+        store.set_meta("holdout", f"{holdout:g}")
+        store.set_meta("split_seed", str(seed))
+        store.set_meta("created_by", f"synthcohort {__version__}")

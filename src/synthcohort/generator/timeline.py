@@ -1,0 +1,182 @@
+"""Lays out whole timelines from sampled patient vectors: visits as the backbone, events on visits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from synthcohort.generator.chunk import EVENT_DOMAINS, Chunk
+from synthcohort.generator.patient_vector import Layout
+from synthcohort.generator.safeguards import TOP_AGE
+from synthcohort.generator.training import EVENT_COLUMNS
+
+YEAR_DAYS = 365.2425
+
+
+def _interp(q: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse CDF from rows of quantiles ``q`` (one row per draw) at uniform draws ``u``."""
+    pos = u * (q.shape[1] - 1)
+    lo = np.minimum(pos.astype(np.int64), q.shape[1] - 2)
+    frac = pos - lo
+    rows = np.arange(len(q))
+    return q[rows, lo] * (1 - frac) + q[rows, lo + 1] * frac
+
+
+def _choice(ids: np.ndarray, p: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    if not len(ids):
+        return np.zeros(n, dtype=np.int64)
+    return ids[np.minimum(np.searchsorted(np.cumsum(p) / p.sum(), rng.random(n), side="right"), len(ids) - 1)]
+
+
+def _birth_days(x: np.ndarray, layout: Layout, ref_day: int, rng: np.random.Generator) -> np.ndarray:
+    ref_year = int(np.datetime64(int(ref_day), "D").astype("datetime64[Y]").astype(np.int64)) + 1970
+    age = np.minimum(x[:, 1] * 5 + x[:, 2], TOP_AGE).astype(np.int64)
+    jan1 = ((ref_year - age - 1970).astype("datetime64[Y]").astype("datetime64[D]")).astype(np.int64)
+    return jan1 + rng.integers(0, 365, size=len(x))
+
+
+def lay_out(
+    x: np.ndarray, layout: Layout, stats: dict[str, np.ndarray], ref_day: int, rng: np.random.Generator
+) -> Chunk:
+    m = len(x)
+    pid = np.arange(m)
+    birth = _birth_days(x, layout, ref_day, rng)
+    end = np.maximum(ref_day - np.round(np.maximum(x[:, 5], 0)), birth)
+    start = birth + np.round(np.clip(x[:, 6], 0, 1) * (end - birth))
+    chunk: Chunk = {
+        "person": pd.DataFrame(
+            {
+                "person_id": pid,
+                "gender_concept_id": np.asarray(layout.genders)[x[:, 0].astype(np.int64)],
+                "birth_day": birth,
+                "race_concept_id": np.asarray(layout.races)[x[:, 3].astype(np.int64)],
+                "ethnicity_concept_id": np.asarray(layout.ethnicities)[x[:, 4].astype(np.int64)],
+            }
+        ),
+        "observation_period": pd.DataFrame(
+            {
+                "person_id": pid,
+                "observation_period_start_date": start,
+                "observation_period_end_date": end,
+                "period_type_concept_id": int(stats["period_type"][0]),
+            }
+        ),
+    }
+    # Visits: counts per type from the vector, at least one when the person has any event.
+    n_types = len(layout.visit_types)
+    vt = np.maximum(np.round(x[:, 7 : 7 + n_types]), 0).astype(np.int64)
+    code_counts = np.maximum(np.round(x[:, np.asarray(layout.code_vars, dtype=np.int64)]), 0).astype(np.int64)
+    needs = (code_counts.sum(axis=1) > 0) & (vt.sum(axis=1) == 0)
+    vt[needs, 0] = 1
+    n_vis = vt.sum(axis=1)
+    v_start = np.cumsum(n_vis) - n_vis
+    v_pat = np.repeat(pid, n_vis)
+    nv = int(n_vis.sum())
+    within = np.arange(nv) - np.repeat(v_start, n_vis)
+    edges = stats["gap_edges"]
+    bucket = np.clip(np.searchsorted(edges, np.repeat(n_vis, n_vis), side="right") - 1, 0, len(edges) - 2)
+    gap = np.maximum(_interp(stats["gap_q"][bucket], rng.random(nv)), 0)
+    gap[within == 0] = 0.0
+    cum = np.cumsum(gap)
+    cum = cum - np.repeat(cum[v_start[n_vis > 0]], n_vis[n_vis > 0]) if nv else cum
+    total = np.zeros(m)
+    total[n_vis > 0] = cum[(v_start + n_vis - 1)[n_vis > 0]]
+    span = (end - start)[v_pat]
+    share = np.divide(cum, total[v_pat], out=np.zeros(nv), where=total[v_pat] > 0)
+    v_day = start[v_pat] + np.round(share * span)
+    v_type_idx = np.repeat(np.tile(np.arange(n_types), m), vt.ravel())
+    v_type_idx = v_type_idx[np.lexsort((rng.random(nv), v_pat))]
+    dur = np.round(np.maximum(_interp(stats["visit_dur_q"][v_type_idx], rng.random(nv)), 0))
+    chunk["visit_occurrence"] = pd.DataFrame(
+        {
+            "visit_occurrence_id": np.arange(nv),
+            "person_id": v_pat,
+            "visit_concept_id": np.asarray(layout.visit_types, dtype=np.int64)[v_type_idx],
+            "visit_start_date": v_day,
+            "visit_end_date": np.minimum(v_day + dur, end[v_pat]),
+            "visit_type_concept_id": stats["visit_type_concept"][v_type_idx],
+        }
+    )
+    v_key = v_pat * 1e6 + (v_day - start[v_pat])
+    for d, domain in enumerate(EVENT_DOMAINS):
+        chunk[domain] = _events(d, domain, x, layout, stats, code_counts, start, end, v_start, n_vis, v_key, v_day, rng)
+    if layout.death_var >= 0:
+        dead = x[:, layout.death_var] > 0
+        chunk["death"] = pd.DataFrame(
+            {"person_id": pid[dead], "death_date": end[dead], "death_type_concept_id": int(stats["death_type"][0])}
+        )
+    else:
+        chunk["death"] = pd.DataFrame({"person_id": [], "death_date": [], "death_type_concept_id": []})
+    return chunk
+
+
+def _events(
+    d: int,
+    domain: str,
+    x: np.ndarray,
+    layout: Layout,
+    stats: dict[str, np.ndarray],
+    code_counts: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    v_start: np.ndarray,
+    n_vis: np.ndarray,
+    v_key: np.ndarray,
+    v_day: np.ndarray,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    m = len(x)
+    codes = np.flatnonzero(stats["code_domain"] == d)
+    counts = code_counts[:, codes] * (n_vis[:, None] > 0)
+    n = counts.ravel()
+    pair_p = np.repeat(np.arange(m), len(codes))
+    pair_c = np.tile(codes, m)
+    pair_u = x[:, np.asarray(layout.timing_vars, dtype=np.int64)[codes]].ravel()
+    has = n > 0
+    pair_p, pair_c, pair_u, n = pair_p[has], pair_c[has], pair_u[has], n[has]
+    # Events of rare codes are not emitted; the person's other codes make up the domain total.
+    per_person = np.bincount(pair_p, weights=n, minlength=m).astype(np.int64)
+    deficit = np.maximum(np.round(x[:, layout.total_vars[domain]]).astype(np.int64) - per_person, 0)
+    deficit[per_person == 0] = 0
+    pair_first = np.cumsum(n) - n
+    ev_pair = np.repeat(np.arange(len(n)), n)
+    p_start = np.cumsum(per_person) - per_person
+    extra_p = np.repeat(np.arange(m), deficit)
+    extra = p_start[extra_p] + np.floor(rng.random(len(extra_p)) * per_person[extra_p]).astype(np.int64)
+    ev_pair = np.concatenate([ev_pair, ev_pair[extra]]) if len(extra) else ev_pair
+    is_first = np.zeros(len(ev_pair), dtype=bool)
+    is_first[pair_first] = True
+    # First occurrence: the visit nearest before the learned point of the observation window.
+    p = pair_p
+    target = np.clip(pair_u, 0, 1) * (end - start)[p]
+    idx = np.searchsorted(v_key, p * 1e6 + target, side="right") - 1
+    first_visit = np.clip(idx, v_start[p], v_start[p] + n_vis[p] - 1)
+    ev_p = pair_p[ev_pair]
+    last = v_start[ev_p] + n_vis[ev_p]
+    fv = first_visit[ev_pair]
+    visit = np.where(is_first, fv, fv + np.floor(rng.random(len(ev_pair)) * (last - fv)).astype(np.int64))
+    day = v_day[visit]
+    code = pair_c[ev_pair]
+    concept_col, source_col, start_col, end_col, type_col, value_cols = EVENT_COLUMNS[domain]
+    out = pd.DataFrame(
+        {
+            "person_id": ev_p,
+            concept_col: stats["code_concept"][code],
+            source_col: stats["code_source"][code],
+            start_col: day,
+            type_col: _choice(stats[f"type_ids_{d}"], stats[f"type_p_{d}"], len(code), rng),
+            "visit_occurrence_id": visit,
+        }
+    )
+    if end_col is not None:
+        dur = np.round(np.maximum(_interp(stats["dur_q"][code], rng.random(len(code))), 0))
+        no_end = rng.random(len(code)) < stats["dur_null"][code]
+        if domain == "drug_exposure":
+            no_end[:] = False
+        out[end_col] = np.where(no_end, np.nan, np.minimum(day + dur, end[ev_p]))
+    if value_cols:
+        val = _interp(stats["value_q"][code], rng.random(len(code)))
+        out["value_as_number"] = np.where(rng.random(len(code)) < stats["value_null"][code], np.nan, val)
+        out["unit_concept_id"] = stats["unit"][code]
+        out["value_as_concept_id"] = stats["value_concept"][code]
+    return out

@@ -1,0 +1,98 @@
+"""Summaries the native engine needs to lay out timelines: visit rhythm, durations, values, types.
+
+Every array is an aggregate over many persons or events (quantiles, shares, modes), keyed by
+visit type or by code; none is a row of the training data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from synthcohort.generator.chunk import EVENT_DOMAINS
+from synthcohort.generator.training import TrainingData
+
+Q21 = np.linspace(0, 1, 21)
+Q101 = np.linspace(0, 1, 101)
+GAP_BUCKETS = 4
+
+
+def _quantiles(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    values = values[np.isfinite(values)]
+    return np.quantile(values, levels) if len(values) else np.zeros(len(levels))
+
+
+def _mode(values: pd.Series, default: int = 0) -> int:
+    values = values.dropna()
+    return int(values.mode().iloc[0]) if len(values) else default
+
+
+def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    visits = data.visits.sort_values(["person_id", "start"], kind="stable")
+    # Visit rhythm: gaps between consecutive visits divided by the person's mean gap, by visit count.
+    gaps = visits.groupby("person_id")["start"].diff()
+    n_visits = visits.groupby("person_id")["start"].transform("size")
+    mean_gap = gaps.groupby(visits["person_id"]).transform("mean")
+    norm = (gaps / mean_gap.where(mean_gap > 0)).fillna(0.0)[gaps.notna()]
+    counts = visits.groupby("person_id").size()
+    counts = counts[counts >= 2]
+    edges = np.unique(np.quantile(counts, np.linspace(0, 1, GAP_BUCKETS + 1))) if len(counts) else np.array([2.0])
+    edges[0], edges[-1] = 2, np.inf
+    out["gap_edges"] = edges.astype("float64")
+    bucket = np.clip(np.searchsorted(edges, n_visits[gaps.notna()], side="right") - 1, 0, len(edges) - 2)
+    out["gap_q"] = np.stack([_quantiles(norm.to_numpy()[bucket == b], Q101) for b in range(max(len(edges) - 1, 1))])
+    dur = (visits["end"] - visits["start"]).clip(lower=0)
+    out["visit_dur_q"] = np.stack([_quantiles(dur[visits["concept"] == t].to_numpy(), Q21) for t in visit_types])
+    out["visit_type_concept"] = np.array([_mode(visits.loc[visits["concept"] == t, "type"]) for t in visit_types])
+    periods_type = data.periods["period_type_concept_id"] if "period_type_concept_id" in data.periods else None
+    out["period_type"] = np.array([_mode(periods_type, 44814724) if periods_type is not None else 44814724])
+    out["death_type"] = np.array([_mode(data.deaths["type"], 32817) if len(data.deaths) else 32817])
+    n_codes = len(data.codes)
+    out["code_domain"] = np.array([EVENT_DOMAINS.index(d) for d in data.codes["domain"]], dtype=np.int64)
+    out["code_concept"] = data.codes["concept_id"].to_numpy(dtype=np.int64)
+    out["code_source"] = data.codes["source_concept_id"].to_numpy(dtype=np.int64)
+    out["dur_null"] = np.ones(n_codes)
+    out["dur_q"] = np.zeros((n_codes, len(Q21)))
+    out["value_null"] = np.ones(n_codes)
+    out["value_q"] = np.zeros((n_codes, len(Q101)))
+    out["unit"] = np.zeros(n_codes, dtype=np.int64)
+    out["value_concept"] = np.zeros(n_codes, dtype=np.int64)
+    for d, domain in enumerate(EVENT_DOMAINS):
+        df = data.events[domain]
+        types = df["type"].value_counts()
+        types = types[types >= k] if (types >= k).any() else types.iloc[:1]
+        out[f"type_ids_{d}"] = types.index.to_numpy(dtype=np.int64)
+        out[f"type_p_{d}"] = (types / types.sum()).to_numpy(dtype="float64")
+        for code, g in df.groupby("code"):
+            c = int(code)  # type: ignore[call-overload]
+            end = g["end"].to_numpy(dtype="float64")
+            has_end = np.isfinite(end)
+            out["dur_null"][c] = 1.0 - has_end.mean()
+            out["dur_q"][c] = _quantiles(np.maximum(end - g["start"].to_numpy(dtype="float64"), 0)[has_end], Q21)
+            if "value_as_number" in g:
+                val = g["value_as_number"].to_numpy(dtype="float64")
+                out["value_null"][c] = 1.0 - np.isfinite(val).mean()
+                out["value_q"][c] = _quantiles(val, Q101)
+                out["unit"][c] = _mode(g["unit_concept_id"])
+                out["value_concept"][c] = _mode(g["value_as_concept_id"])
+    return out
+
+
+def check_stats(stats: dict[str, np.ndarray], n_codes: int, n_visit_types: int) -> bool:
+    """Shapes and ranges a loaded model must have."""
+    try:
+        shapes = (
+            stats["gap_q"].shape[1] == len(Q101)
+            and len(stats["gap_edges"]) == stats["gap_q"].shape[0] + 1
+            and stats["visit_dur_q"].shape == (n_visit_types, len(Q21))
+            and all(len(stats[key]) == n_codes for key in ("code_concept", "dur_null", "value_null", "unit"))
+            and stats["dur_q"].shape == (n_codes, len(Q21))
+            and stats["value_q"].shape == (n_codes, len(Q101))
+        )
+        shares = all(((stats[k] >= 0) & (stats[k] <= 1)).all() for k in ("dur_null", "value_null"))
+        finite = all(np.isfinite(stats[k]).all() for k in ("gap_q", "visit_dur_q", "dur_q", "value_q"))
+        domains = all(len(stats[f"type_ids_{d}"]) == len(stats[f"type_p_{d}"]) for d in range(len(EVENT_DOMAINS)))
+        return bool(shapes and shares and finite and domains)
+    except KeyError:
+        return False

@@ -1,0 +1,193 @@
+"""A sequential tree synthesizer: each variable drawn from a leaf distribution of a tree on earlier ones.
+
+Every tree is stored as plain arrays (node features, thresholds, children) with, per leaf,
+a distribution of the target over at least ``min_leaf`` training persons: category
+probabilities, or a share of zeros and quantiles of the rest. No training row is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from synthcohort.errors import ModelError
+
+LEVELS = np.linspace(0.0, 1.0, 21)
+KINDS = ("cat", "count", "cont")
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    kind: str  # cat | count | cont
+    n_cats: int = 0  # categories 0..n_cats-1 for kind cat
+    given: int = -1  # defined only where variable ``given`` is > 0 (-1: everywhere)
+
+
+@dataclass
+class Tree:
+    feature: np.ndarray  # per node: variable index, -1 at a leaf
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    leaf: np.ndarray  # per node: leaf index, -1 inside
+    dist: np.ndarray  # per leaf: probabilities (cat), [p0, quantiles...] (count), quantiles (cont)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        node = np.zeros(len(x), dtype=np.int64)
+        rows = np.arange(len(x))
+        while True:
+            inner = self.feature[node] >= 0
+            if not inner.any():
+                return self.leaf[node]
+            f = np.where(inner, self.feature[node], 0)
+            go_left = x[rows, f] <= self.threshold[node]
+            node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
+
+    def check(self, n_vars: int, width: int) -> None:
+        nodes = len(self.feature)
+        ok = (
+            nodes >= 1
+            and all(len(a) == nodes for a in (self.threshold, self.left, self.right, self.leaf))
+            and int(self.feature.max()) < n_vars
+            and self.dist.ndim == 2
+            and self.dist.shape[1] == width
+            and np.isfinite(self.dist).all()
+            and int(self.leaf.max()) == len(self.dist) - 1
+        )
+        inner = self.feature >= 0
+        if ok and inner.any():
+            ok = bool(
+                (self.left[inner] > np.flatnonzero(inner)).all()
+                and (self.right[inner] < nodes).all()
+                and (self.left[inner] < nodes).all()
+            )
+        if not ok:
+            raise ModelError("a tree in the model is malformed", "fit the model again")
+
+
+def _width(var: Variable) -> int:
+    return var.n_cats if var.kind == "cat" else len(LEVELS) + (1 if var.kind == "count" else 0)
+
+
+def _leaf_dist(var: Variable, y: np.ndarray) -> np.ndarray:
+    if var.kind == "cat":
+        counts = np.bincount(y.astype(np.int64), minlength=var.n_cats)[: var.n_cats].astype("float64")
+        return counts / max(counts.sum(), 1.0)
+    if var.kind == "count":
+        pos = y[y > 0]
+        q = np.quantile(pos, LEVELS) if len(pos) else np.zeros(len(LEVELS))
+        return np.concatenate([[1.0 - len(pos) / max(len(y), 1)], q])
+    return np.quantile(y, LEVELS) if len(y) else np.zeros(len(LEVELS))
+
+
+def _draw(var: Variable, dist: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    u = rng.random(len(dist))
+    if var.kind == "cat":
+        cum = np.cumsum(dist, axis=1)
+        return np.minimum((cum < u[:, None] * cum[:, -1:]).sum(axis=1), var.n_cats - 1).astype("float64")
+    q = dist[:, 1:] if var.kind == "count" else dist
+    pos = u * (len(LEVELS) - 1)
+    lo = np.minimum(pos.astype(np.int64), len(LEVELS) - 2)
+    frac = pos - lo
+    rows = np.arange(len(dist))
+    value = q[rows, lo] * (1 - frac) + q[rows, lo + 1] * frac
+    if var.kind == "cont":
+        return value
+    zero = rng.random(len(dist)) < dist[:, 0]
+    value = np.maximum(np.floor(value + rng.random(len(dist))), 1.0)
+    return np.where(zero, 0.0, value)
+
+
+def fit_tree(var: Variable, x: np.ndarray, y: np.ndarray, predictors: np.ndarray, min_leaf: int, seed: int) -> Tree:
+    """One conditional: a CART tree of ``y`` on the ``predictors`` columns of ``x``."""
+    if len(y) < 2 * min_leaf or len(predictors) == 0:
+        dist = _leaf_dist(var, y)[None, :]
+        one = np.zeros(1, dtype=np.int64)
+        return Tree(one - 1, np.zeros(1), one - 1, one - 1, one.copy(), dist)
+    xp = x[:, predictors]
+    if var.kind == "cat":
+        model: DecisionTreeClassifier | DecisionTreeRegressor = DecisionTreeClassifier(
+            min_samples_leaf=min_leaf, random_state=seed
+        )
+        model.fit(xp, y.astype(np.int64))
+    else:
+        model = DecisionTreeRegressor(min_samples_leaf=min_leaf, random_state=seed)
+        model.fit(xp, np.log1p(np.maximum(y, 0)) if var.kind == "count" else y)
+    t = model.tree_
+    is_leaf = t.children_left < 0
+    leaf = np.full(t.node_count, -1, dtype=np.int64)
+    leaf[is_leaf] = np.arange(int(is_leaf.sum()))
+    assigned = leaf[model.apply(xp)]
+    dist = np.stack([_leaf_dist(var, y[assigned == i]) for i in range(int(is_leaf.sum()))])
+    feature = np.where(is_leaf, -1, predictors[np.maximum(t.feature, 0)]).astype(np.int64)
+    return Tree(
+        feature,
+        t.threshold.astype("float64"),
+        t.children_left.astype(np.int64),
+        t.children_right.astype(np.int64),
+        leaf,
+        dist,
+    )
+
+
+class SequentialTrees:
+    """Variables in order; the first ``n_roots`` are given, each later one has a tree."""
+
+    def __init__(self, variables: list[Variable], n_roots: int, trees: list[Tree] | None = None) -> None:
+        self.variables = variables
+        self.n_roots = n_roots
+        self.trees: list[Tree] = trees or []
+
+    def fit(self, x: np.ndarray, base: int, max_predictors: int, min_leaf: int, seed: int) -> None:
+        """Fit a tree per variable on the ``base`` first variables and the earlier ones most correlated."""
+        z = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+        self.trees = []
+        for j in range(self.n_roots, len(self.variables)):
+            var = self.variables[j]
+            rows = x[:, var.given] > 0 if var.given >= 0 else np.ones(len(x), dtype=bool)
+            fixed = np.arange(min(base, j))
+            extra = np.arange(min(base, j), j)
+            if len(extra) > max_predictors and rows.sum() > 2:
+                zr = z[rows]
+                yz = (x[rows, j] - x[rows, j].mean()) / (x[rows, j].std() or 1.0)
+                score = np.abs(yz @ zr[:, extra]) / rows.sum()
+                extra = np.sort(extra[np.argsort(-score, kind="stable")[:max_predictors]])
+            predictors = np.concatenate([fixed, extra]).astype(np.int64)
+            self.trees.append(fit_tree(var, x[rows], x[rows, j], predictors, min_leaf, seed + j))
+
+    def sample(self, x: np.ndarray, rng: np.random.Generator, start: int | None = None) -> np.ndarray:
+        """Fill the columns after the roots (or after ``start``), in order, for every row of ``x``."""
+        first = self.n_roots if start is None else start
+        for j in range(first, len(self.variables)):
+            var = self.variables[j]
+            tree = self.trees[j - self.n_roots]
+            rows = np.flatnonzero(x[:, var.given] > 0) if var.given >= 0 else np.arange(len(x))
+            x[:, j] = -1.0 if var.kind == "cont" and var.given >= 0 else 0.0
+            if len(rows):
+                leaf = tree.apply(x[rows])
+                x[rows, j] = _draw(var, tree.dist[leaf], rng)
+        return x
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for i, t in enumerate(self.trees):
+            for key in ("feature", "threshold", "left", "right", "leaf", "dist"):
+                out[f"t{i}_{key}"] = getattr(t, key)
+        return out
+
+    @classmethod
+    def from_arrays(cls, variables: list[Variable], n_roots: int, arrays: dict[str, np.ndarray]) -> SequentialTrees:
+        trees = []
+        for i in range(len(variables) - n_roots):
+            try:
+                t = Tree(*(arrays[f"t{i}_{key}"] for key in ("feature", "threshold", "left", "right", "leaf", "dist")))
+            except KeyError:
+                raise ModelError(f"tree {i} is missing from the model", "fit the model again") from None
+            t.check(len(variables), _width(variables[n_roots + i]))
+            if t.feature.max() >= n_roots + i:
+                raise ModelError("a tree refers to a later variable", "fit the model again")
+            trees.append(t)
+        return cls(variables, n_roots, trees)
