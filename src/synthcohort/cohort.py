@@ -224,7 +224,12 @@ class CohortStore:
         return [r[0] for r in self.con.execute("SELECT person_id FROM person ORDER BY person_id").fetchall()]
 
     def query_arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
-        return self.con.sql(sql, params=params or None).to_arrow_table()
+        # A cursor of its own: a pending execute() result on the connection would refuse a relation.
+        cur = self.con.cursor()
+        try:
+            return cur.sql(sql, params=params or None).to_arrow_table()
+        finally:
+            cur.close()
 
     def iter_person_chunks(
         self, chunk_size: int = 10_000, tables: Iterable[str] = cdm.CLINICAL_TABLES

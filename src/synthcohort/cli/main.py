@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "info": "info",
     "validate": "validate",
     "demo": "demo",
+    "fit": "fit",
+    "generate": "generate",
 }
 
 

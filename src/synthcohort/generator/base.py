@@ -24,7 +24,7 @@ from synthcohort.generator import modelfile, rules
 from synthcohort.generator import where as where_mod
 from synthcohort.generator.chunk import DATES, Chunk, select_persons
 from synthcohort.generator.safeguards import year_of
-from synthcohort.generator.split import split_cohort
+from synthcohort.generator.split import split_cohort, store_fingerprint
 from synthcohort.generator.training import TrainingData, load_training
 from synthcohort.generator.writer import SyntheticWriter
 
@@ -127,9 +127,12 @@ class Engine:
         self.ref_day = data.ref_day
         self.record = {
             "cohort": str(cohort.resolve()),
-            "cohort_fingerprint": modelfile.sha256_file(cohort),
+            "cohort_fingerprint": store_fingerprint(cohort),
             **split.record(),
             "persons_learned": data.n_persons,
+            "rows_per_person": round(
+                (len(data.visits) + sum(len(e) for e in data.events.values())) / max(data.n_persons, 1) + 2, 1
+            ),
             "ref_day": data.ref_day,
             "safeguards": data.report,
         }
@@ -175,7 +178,7 @@ class Engine:
                 f"the training store {path} the model was fitted on is gone",
                 "the nearest-neighbour safeguard needs it: keep it beside the cohort, or fit again",
             )
-        if modelfile.sha256_file(path) != self.record.get("train_fingerprint"):
+        if store_fingerprint(path) != self.record.get("train_fingerprint"):
             raise ModelError(f"the training store {path} changed after fitting", "fit the model again")
         with CohortStore.open(path) as store:
             return load_training(store, self.params["k"])
@@ -256,7 +259,7 @@ class Engine:
         person = chunk["person"]
         ids = person["person_id"].to_numpy()
         shift = pd.Series(rng.integers(-jitter_days, jitter_days + 1, size=len(ids)).astype("float64"), index=ids)
-        latest = pd.Series(person["birth_day"].to_numpy(dtype="float64"), index=ids)
+        latest = person["birth_day"].to_numpy(dtype="float64")
         for name, cols in DATES.items():
             df = chunk.get(name)
             if df is None or not len(df):
@@ -265,7 +268,7 @@ class Engine:
                 if col is not None and col in df:
                     top = df.groupby("person_id")[col].max()
                     latest = np.fmax(latest, top.reindex(ids).to_numpy())
-        shift = np.minimum(shift, self.ref_day - latest)
+        shift = pd.Series(np.minimum(shift.to_numpy(), self.ref_day - latest), index=ids)
         person["birth_day"] = person["birth_day"].to_numpy(dtype="int64") + shift.reindex(ids).to_numpy(dtype="int64")
         for name, cols in DATES.items():
             df = chunk.get(name)

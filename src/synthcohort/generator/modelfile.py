@@ -5,9 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from synthcohort import __version__
-from synthcohort.errors import ModelError, TargetError
+from synthcohort.errors import ModelError
+from synthcohort.outputs import atomic_output_dir
 
 MANIFEST = "model.json"
 FORMAT_VERSION = 1
@@ -37,19 +35,8 @@ def stamp() -> dict[str, Any]:
 @contextlib.contextmanager
 def writing(directory: Path, *, overwrite: bool = False) -> Iterator[Path]:
     """A temporary folder that replaces ``directory`` only once everything in it is written."""
-    final = Path(directory)
-    if final.exists() and not (overwrite or (final.is_dir() and not any(final.iterdir()))):
-        raise TargetError(f"{final} already exists", "choose another model folder or pass --overwrite")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    try:
+    with atomic_output_dir(directory, overwrite=overwrite) as tmp:
         yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
@@ -73,7 +60,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     for key, want in expected.items():
         if manifest.get(key) != want:
             raise ModelError(
-                f"the model in {directory} was written with {key} {manifest.get(key)!r}; this synthcohort reads {want!r}",
+                f"the model in {directory} was written with {key} {manifest.get(key)!r}; "
+                f"this synthcohort reads {want!r}",
                 "fit the model again with this version of synthcohort",
             )
     files = manifest.get("files")

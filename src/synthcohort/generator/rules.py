@@ -62,7 +62,7 @@ def enforce(chunk: Chunk, today: int | None = None, counts: Counter[str] | None 
     start = period[start_col].fillna(span["min"]).fillna(lo)
     end = period[end_col].fillna(span["max"]).fillna(start)
     new_start = start.clip(lo, hi)
-    new_end = np.maximum(end.clip(lo, hi), new_start)
+    new_end = end.clip(lo, hi).combine(new_start, max)
     counts["observation_periods_fixed"] += int(((new_start != start) | (new_end != end)).sum() - missing.sum())
     chunk["observation_period"] = pd.DataFrame(
         {"person_id": bounds.index.to_numpy(), start_col: new_start.to_numpy(), end_col: new_end.to_numpy()}

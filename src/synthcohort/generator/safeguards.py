@@ -78,7 +78,7 @@ def _roll_up(
             )
             reach = everyone.groupby("ancestor_concept_id")["person_id"].nunique()
             direct = held.reindex(reach.index).fillna(0)
-            reach = reach.where(direct == 0, np.maximum(reach, direct))
+            reach = reach.where(direct == 0, reach.combine(direct, max))
             cand = cand[cand["ancestor_concept_id"].map(reach).fillna(0) >= k]
             best = cand.sort_values(["min_levels_of_separation", "ancestor_concept_id"]).drop_duplicates("key")
             mapping = dict(zip(best["key"], best["ancestor_concept_id"], strict=True))

@@ -12,7 +12,6 @@ import pyarrow as pa
 from synthcohort import __version__, cdm
 from synthcohort.cohort import CohortStore
 from synthcohort.errors import CohortTooSmallError
-from synthcohort.generator.modelfile import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +30,18 @@ class Split:
         """What a model keeps about the split: paths and fingerprints, never rows."""
         return {
             "train_store": str(self.train.resolve()),
-            "train_fingerprint": sha256_file(self.train),
+            "train_fingerprint": store_fingerprint(self.train),
             "train_persons": self.train_persons,
             "control_store": str(self.control.resolve()),
-            "control_fingerprint": sha256_file(self.control),
+            "control_fingerprint": store_fingerprint(self.control),
             "control_persons": self.control_persons,
         }
+
+
+def store_fingerprint(path: Path) -> str:
+    """A digest of a store's content (not of its file bytes, which DuckDB may rewrite)."""
+    with CohortStore.open(path) as store:
+        return store.content_digest()
 
 
 def split_paths(cohort: Path) -> tuple[Path, Path]:
@@ -65,7 +70,7 @@ def split_cohort(cohort: Path, holdout: float, seed: int) -> Split:
         order = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).permutation(len(ids))
         control_ids = np.sort(ids[order[:n_control]])
         train_ids = np.sort(ids[order[n_control:]])
-        fingerprint = sha256_file(cohort)
+        fingerprint = source.content_digest()
         for path, kind, members in ((train_path, "train", train_ids), (control_path, "control", control_ids)):
             _write_part(source, path, kind, members, fingerprint, holdout, seed)
     log.info("split %s: %d persons to learn from, %d held out", cohort.name, len(train_ids), len(control_ids))

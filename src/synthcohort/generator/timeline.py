@@ -146,6 +146,17 @@ def _events(
     ev_pair = np.concatenate([ev_pair, ev_pair[extra]]) if len(extra) else ev_pair
     is_first = np.zeros(len(ev_pair), dtype=bool)
     is_first[pair_first] = True
+    # More events than the domain total: drop repeats at random, never a concept's first event.
+    excess = np.maximum(per_person - np.round(x[:, layout.total_vars[domain]]).astype(np.int64), 0)
+    if excess.any():
+        rep = np.flatnonzero(~is_first)
+        rep_p = pair_p[ev_pair[rep]]
+        order = np.lexsort((rng.random(len(rep)), rep_p))
+        rep, rep_p = rep[order], rep_p[order]
+        rank = np.arange(len(rep)) - np.searchsorted(rep_p, rep_p, side="left")
+        keep = np.ones(len(ev_pair), dtype=bool)
+        keep[rep[rank < excess[rep_p]]] = False
+        ev_pair, is_first = ev_pair[keep], is_first[keep]
     # First occurrence: the visit nearest before the learned point of the observation window.
     p = pair_p
     target = np.clip(pair_u, 0, 1) * (end - start)[p]

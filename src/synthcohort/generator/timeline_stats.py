@@ -45,8 +45,7 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
     dur = (visits["end"] - visits["start"]).clip(lower=0)
     out["visit_dur_q"] = np.stack([_quantiles(dur[visits["concept"] == t].to_numpy(), Q21) for t in visit_types])
     out["visit_type_concept"] = np.array([_mode(visits.loc[visits["concept"] == t, "type"]) for t in visit_types])
-    periods_type = data.periods["period_type_concept_id"] if "period_type_concept_id" in data.periods else None
-    out["period_type"] = np.array([_mode(periods_type, 44814724) if periods_type is not None else 44814724])
+    out["period_type"] = np.array([44814724])  # "Period while enrolled in insurance" is what sources use most
     out["death_type"] = np.array([_mode(data.deaths["type"], 32817) if len(data.deaths) else 32817])
     n_codes = len(data.codes)
     out["code_domain"] = np.array([EVENT_DOMAINS.index(d) for d in data.codes["domain"]], dtype=np.int64)
@@ -65,7 +64,7 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
         out[f"type_ids_{d}"] = types.index.to_numpy(dtype=np.int64)
         out[f"type_p_{d}"] = (types / types.sum()).to_numpy(dtype="float64")
         for code, g in df.groupby("code"):
-            c = int(code)  # type: ignore[call-overload]
+            c = int(code)  # type: ignore[call-overload, arg-type]
             end = g["end"].to_numpy(dtype="float64")
             has_end = np.isfinite(end)
             out["dur_null"][c] = 1.0 - has_end.mean()

@@ -1,0 +1,245 @@
+"""The generator: control split, determinism, clinical rules, --where, model folder, safeguards, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from synthcohort import cdm
+from synthcohort.cli.main import cli
+from synthcohort.cohort import CohortStore
+from synthcohort.errors import CohortTooSmallError, ConfigError, InputError, ModelError
+from synthcohort.generator import engine_class, load_model
+
+
+@pytest.fixture(scope="session")
+def fitted(tmp_path_factory: pytest.TempPathFactory, synthea_1k_store: Path) -> tuple[Path, Path]:
+    """A native model fitted once on a private copy of the synthea 1k store: (cohort, model dir)."""
+    folder = tmp_path_factory.mktemp("gen")
+    cohort = folder / "cohort.duckdb"
+    shutil.copy(synthea_1k_store, cohort)
+    model = engine_class("native")(seed=7)
+    model.fit(cohort)
+    model.save(folder / "model")
+    return cohort, folder / "model"
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory: pytest.TempPathFactory, fitted: tuple[Path, Path]) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "s.duckdb"
+    load_model(fitted[1]).sample(300, out, seed=11)
+    return out
+
+
+def _content(path: Path) -> dict[str, pa.Table]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {
+            name: con.sql(f'SELECT * FROM "{name}" ORDER BY ALL').to_arrow_table()
+            for name in (*cdm.CLINICAL_TABLES, "concept", "cdm_source", "synthcohort_meta")
+        }
+    finally:
+        con.close()
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    return int(con.sql(sql).fetchall()[0][0])
+
+
+def test_split_written_beside_cohort(fitted: tuple[Path, Path]) -> None:
+    cohort, model_dir = fitted
+    manifest = json.loads((model_dir / "model.json").read_text())
+    train, control = Path(manifest["record"]["train_store"]), Path(manifest["record"]["control_store"])
+    assert train == cohort.with_name("cohort.train.duckdb").resolve()
+    assert control == cohort.with_name("cohort.control.duckdb").resolve()
+    with CohortStore.open(train) as t, CohortStore.open(control) as c:
+        assert t.get_meta("kind") == "train" and c.get_meta("kind") == "control"
+        assert not set(t.person_ids()) & set(c.person_ids())
+        assert t.person_count() + c.person_count() == 565
+        assert c.person_count() == 113
+
+
+def test_same_seed_same_content_other_seed_differs(fitted: tuple[Path, Path], tmp_path: Path) -> None:
+    model = load_model(fitted[1])
+    model.sample(120, tmp_path / "a.duckdb", seed=5)
+    load_model(fitted[1]).sample(120, tmp_path / "b.duckdb", seed=5)
+    model.sample(120, tmp_path / "c.duckdb", seed=6)
+    a, b, c = (_content(tmp_path / f"{x}.duckdb") for x in "abc")
+    assert a == b
+    assert a["person"].num_rows == 120
+    assert a["condition_occurrence"] != c["condition_occurrence"]
+
+
+def test_synthetic_store_obeys_clinical_rules(synthetic: Path) -> None:
+    con = duckdb.connect(str(synthetic), read_only=True)
+    meta = dict(con.sql("SELECT key, value FROM synthcohort_meta").fetchall())
+    assert meta["kind"] == "synthetic" and meta["seed"] == "11"
+    assert {"model_dir", "train_store", "control_store"} <= meta.keys()
+    assert _scalar(con, "SELECT count(*) FROM person") == 300
+    assert _scalar(con, "SELECT count(*) FROM person WHERE year_of_birth < 1850 OR year_of_birth > 2026") == 0
+    assert _scalar(con, "SELECT count(*) - count(DISTINCT person_id) FROM observation_period") == 0
+    assert _scalar(con, "SELECT count(*) FROM person p ANTI JOIN observation_period o USING (person_id)") == 0
+    for table, (_, start, end) in cdm.EVENT_TABLES.items():
+        birth = "make_date(p.year_of_birth, p.month_of_birth, p.day_of_birth)"
+        outside = (
+            f'SELECT count(*) FROM "{table}" e JOIN person p USING (person_id) '
+            f"JOIN observation_period o USING (person_id) WHERE e.{start} < {birth} "
+            f"OR e.{start} < o.observation_period_start_date OR e.{start} > o.observation_period_end_date"
+        )
+        assert _scalar(con, outside) == 0, table
+        if end:
+            assert _scalar(con, f'SELECT count(*) FROM "{table}" WHERE {end} < {start}') == 0, table
+            assert (
+                _scalar(
+                    con,
+                    f'SELECT count(*) FROM "{table}" e JOIN observation_period o USING (person_id) '
+                    f"WHERE e.{end} > o.observation_period_end_date",
+                )
+                == 0
+            ), table
+        if table != "visit_occurrence":
+            dangling = (
+                f'SELECT count(*) FROM "{table}" e LEFT JOIN visit_occurrence v USING (visit_occurrence_id) '
+                "WHERE e.visit_occurrence_id IS NOT NULL AND (v.person_id IS NULL OR v.person_id <> e.person_id)"
+            )
+            assert _scalar(con, dangling) == 0, table
+    assert _scalar(con, "SELECT count(*) FROM measurement") > 1000
+    # every concept used has its vocabulary row
+    assert (
+        _scalar(
+            con,
+            "SELECT count(*) FROM condition_occurrence c ANTI JOIN concept k "
+            "ON c.condition_concept_id = k.concept_id WHERE c.condition_concept_id <> 0",
+        )
+        == 0
+    )
+    con.close()
+
+
+def test_where_holds_for_every_person(fitted: tuple[Path, Path], tmp_path: Path) -> None:
+    cohort, model_dir = fitted
+    con = duckdb.connect(str(cohort.with_name("cohort.train.duckdb")), read_only=True)
+    common = con.sql(
+        "SELECT condition_concept_id FROM condition_occurrence WHERE condition_concept_id <> 0 "
+        "GROUP BY 1 ORDER BY count(DISTINCT person_id) DESC LIMIT 1"
+    ).fetchall()[0][0]
+    ref_year = _scalar(con, "SELECT max(year(observation_period_end_date)) FROM observation_period")
+    con.close()
+    out = tmp_path / "w.duckdb"
+    where = ["sex=F", "age=40-60", f"condition={common}+"]
+    load_model(model_dir).sample(60, out, seed=2, where=where)
+    s = duckdb.connect(str(out), read_only=True)
+    assert _scalar(s, "SELECT count(*) FROM person") == 60
+    assert _scalar(s, "SELECT count(*) FROM person WHERE gender_concept_id <> 8532") == 0
+    ref = ref_year
+    assert _scalar(s, f"SELECT count(*) FROM person WHERE {ref} - year_of_birth NOT BETWEEN 40 AND 60") == 0
+    lacking = (
+        f"SELECT count(*) FROM person p WHERE NOT EXISTS (SELECT 1 FROM condition_occurrence c "
+        f"WHERE c.person_id = p.person_id AND c.condition_concept_id = {common})"
+    )
+    assert _scalar(s, lacking) == 0
+    s.close()
+
+
+def test_where_without_match_fails_clearly(fitted: tuple[Path, Path], tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no training person matches"):
+        load_model(fitted[1]).sample(10, tmp_path / "x.duckdb", where=["condition=123456789"])
+    assert not (tmp_path / "x.duckdb").exists()
+    with pytest.raises(ConfigError):
+        load_model(fitted[1]).sample(10, tmp_path / "x.duckdb", where=["colour=blue"])
+
+
+def test_model_folder_is_plain_data_without_real_rows(fitted: tuple[Path, Path]) -> None:
+    model_dir = fitted[1]
+    names = sorted(p.name for p in model_dir.iterdir())
+    assert all(n.endswith((".json", ".npz", ".parquet")) for n in names), names
+    manifest = json.loads((model_dir / "model.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["cdm_version"] == "5.4"
+    n_train = manifest["record"]["persons_learned"]
+    with np.load(model_dir / "native.npz", allow_pickle=False) as arrays:
+        for key in arrays.files:
+            assert arrays[key].dtype != object
+            assert n_train not in arrays[key].shape, key  # no per-person array
+    for name in names:
+        if name.endswith(".parquet"):
+            cols = pa.parquet.read_schema(model_dir / name).names
+            assert "person_id" not in cols and "visit_occurrence_id" not in cols
+    for raw in (model_dir / "model.json", model_dir / "layout.json"):
+        assert "person_source_value" not in raw.read_text()
+
+
+def test_model_of_another_version_or_altered_is_refused(fitted: tuple[Path, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "m"
+    shutil.copytree(fitted[1], copy)
+    manifest = json.loads((copy / "model.json").read_text())
+    for key, value in (("tool_version", "0.0.1"), ("format_version", 99), ("cdm_version", "5.3")):
+        (copy / "model.json").write_text(json.dumps({**manifest, key: value}))
+        with pytest.raises(ModelError):
+            load_model(copy)
+    (copy / "model.json").write_text(json.dumps(manifest))
+    load_model(copy)
+    with (copy / "layout.json").open("a") as fh:
+        fh.write(" ")
+    with pytest.raises(ModelError, match="altered"):
+        load_model(copy)
+
+
+def test_too_small_cohort_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "small.duckdb"
+    with CohortStore.building(path) as store:
+        store.append(
+            "person",
+            pa.table(
+                {
+                    "person_id": list(range(1, 41)),
+                    "gender_concept_id": [8507] * 40,
+                    "year_of_birth": [1970] * 40,
+                    "race_concept_id": [0] * 40,
+                    "ethnicity_concept_id": [0] * 40,
+                }
+            ),
+        )
+        store.set_meta("kind", "real")
+    with pytest.raises(CohortTooSmallError, match="at least"):
+        engine_class("native")().fit(path)
+    assert not path.with_name("small.train.duckdb").exists()
+
+
+def test_cli_fit_and_generate(fitted: tuple[Path, Path], tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "g.duckdb"
+    res = runner.invoke(
+        cli, ["generate", str(fitted[1]), "-n", "40", "-o", str(out), "--seed", "3", "--where", "sex=M"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "40 persons" in res.output
+    cohort = tmp_path / "c.duckdb"
+    shutil.copy(fitted[0], cohort)
+    res = runner.invoke(cli, ["fit", str(cohort), "-o", str(tmp_path / "m"), "--seed", "1", "--holdout", "0.25"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "m" / "model.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["-n", "0"], ["-n", "1000000000"], ["-n", "ten"], ["-n", "5", "--seed", "abc"], ["-n", "5", "--where", "x"]],
+)
+def test_cli_generate_refuses_bad_input_before_reading(args: list[str], tmp_path: Path) -> None:
+    res = CliRunner().invoke(cli, ["generate", str(tmp_path / "no-model"), "-o", str(tmp_path / "o.duckdb"), *args])
+    assert res.exit_code == ConfigError.exit_code, res.output
+    assert not (tmp_path / "o.duckdb").exists()
+
+
+def test_cli_fit_refuses_bad_seed_and_engine(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(cli, ["fit", str(tmp_path / "c.duckdb"), "-o", str(tmp_path / "m"), "--seed", "x1"])
+    assert res.exit_code == ConfigError.exit_code
+    res = runner.invoke(cli, ["fit", str(tmp_path / "c.duckdb"), "-o", str(tmp_path / "m"), "--engine", "gan"])
+    assert res.exit_code == ConfigError.exit_code
