@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
+
 CANARY_PATIENT = "HOSP-CANARY-4711"
 CANARY_NOTE = "canary free text Jeanne Canary-Dupont"
 CANARY_PASSWORD = "pw-CANARY-9q7z"
+PERSONS = 60
+VISITS_EACH = 5
 
 
 def write_omop_csv(folder: Path, persons: int = 40) -> Path:
@@ -47,3 +51,58 @@ def write_omop_csv(folder: Path, persons: int = 40) -> Path:
 def leftovers(folder: Path) -> list[str]:
     """Temporary or partial files left in ``folder``."""
     return sorted(p.name for p in folder.rglob("*") if ".partial" in p.name or p.name.endswith((".wal", ".tmp")))
+
+
+def fill_pg(url: str, schema: str) -> None:
+    """A small CDM v5.4 source with identifiers and free text in the columns the tool must never read."""
+    engine = sa.create_engine(url)
+    q = f'"{schema}"'
+    with engine.begin() as con:
+        ddl = [
+            f"CREATE TABLE {q}.person (person_id BIGINT PRIMARY KEY, gender_concept_id INT, year_of_birth INT, "
+            "month_of_birth INT, day_of_birth INT, birth_datetime TIMESTAMP, race_concept_id INT, "
+            "ethnicity_concept_id INT, location_id BIGINT, person_source_value VARCHAR(50), "
+            "gender_source_value VARCHAR(50))",
+            f"CREATE TABLE {q}.observation_period (observation_period_id BIGINT PRIMARY KEY, person_id BIGINT, "
+            "observation_period_start_date DATE, observation_period_end_date DATE, period_type_concept_id INT)",
+            f"CREATE TABLE {q}.visit_occurrence (visit_occurrence_id BIGINT PRIMARY KEY, person_id BIGINT, "
+            "visit_concept_id INT, visit_start_date DATE, visit_end_date DATE, visit_type_concept_id INT, "
+            "visit_source_value VARCHAR(50))",
+            f"CREATE TABLE {q}.note (note_id BIGINT, person_id BIGINT, note_text TEXT)",
+            f"CREATE TABLE {q}.location (location_id BIGINT, address_1 VARCHAR(50), city VARCHAR(50))",
+            f"CREATE TABLE {q}.concept (concept_id INT, concept_name VARCHAR(255), domain_id VARCHAR(20), "
+            "vocabulary_id VARCHAR(20), concept_class_id VARCHAR(20), standard_concept VARCHAR(1), "
+            "concept_code VARCHAR(50), valid_start_date DATE, valid_end_date DATE, invalid_reason VARCHAR(1))",
+        ]
+        for statement in ddl:
+            con.execute(sa.text(statement))
+        con.execute(
+            sa.text(f"INSERT INTO {q}.person VALUES (:i, :g, :y, 3, 4, NULL, 0, 0, 1, :sv, 'x')"),
+            [
+                {"i": i, "g": 8507 if i % 2 else 8532, "y": 1950 + i % 40, "sv": f"{CANARY_PATIENT}-{i}"}
+                for i in range(1, PERSONS + 1)
+            ],
+        )
+        con.execute(
+            sa.text(f"INSERT INTO {q}.observation_period VALUES (:i, :i, '2010-01-01', '2020-12-31', 32817)"),
+            [{"i": i} for i in range(1, PERSONS + 1)],
+        )
+        con.execute(
+            sa.text(f"INSERT INTO {q}.visit_occurrence VALUES (:v, :p, 9202, '2015-03-01', '2015-03-02', 32817, :t)"),
+            [
+                {"v": p * 100 + k, "p": p, "t": CANARY_NOTE[:50]}
+                for p in range(1, PERSONS + 1)
+                for k in range(VISITS_EACH)
+            ],
+        )
+        con.execute(sa.text(f"INSERT INTO {q}.note VALUES (1, 1, :t)"), {"t": CANARY_NOTE})
+        con.execute(sa.text(f"INSERT INTO {q}.location VALUES (1, :t, 'Canaryville')"), {"t": CANARY_NOTE[:50]})
+        con.execute(
+            sa.text(
+                f"INSERT INTO {q}.concept VALUES (8507, 'MALE', 'Gender', 'Gender', 'Gender', 'S', 'M', "
+                "'1970-01-01', '2099-12-31', NULL), (8532, 'FEMALE', 'Gender', 'Gender', 'Gender', 'S', 'F', "
+                "'1970-01-01', '2099-12-31', NULL), (9202, 'Outpatient Visit', 'Visit', 'Visit', 'Visit', 'S', "
+                "'OP', '1970-01-01', '2099-12-31', NULL)"
+            )
+        )
+    engine.dispose()
