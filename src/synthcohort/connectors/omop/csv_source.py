@@ -58,15 +58,13 @@ def folder_engine(folder: str | Path) -> Engine:
     engine = sa.create_engine(
         "duckdb:///:memory:", poolclass=sa.pool.StaticPool, hide_parameters=True, connect_args={"config": config}
     )
-    reader = _reader(root)
     with engine.begin() as con:
         # The views read files of this folder only: no other file, no URL, no extension, no reconfiguration.
         con.exec_driver_sql(f"SET allowed_directories = [{_literal(str(root.resolve()) + '/')}]")
         con.exec_driver_sql("SET enable_external_access = false")
         for name, path in files.items():
             spec = cdm.table(name)
-            rel = reader.read_csv(str(path), header=True, all_varchar=True, sep=_delimiter(path))
-            by_name = {c.strip().lower(): c for c in rel.columns}
+            by_name = {c.strip().lower(): c for c in header(path)}
             allowed = spec.column_names if name in cdm.VOCABULARY_TABLES else spec.omop_readable_columns
             wanted = [c for c in allowed if c in by_name]
             if not wanted:
@@ -85,7 +83,6 @@ def folder_engine(folder: str | Path) -> Engine:
                 f"all_varchar = true, sep = {_literal(_delimiter(cohort))})"
             )
         con.exec_driver_sql("SET lock_configuration = true")
-    reader.close()
     return engine
 
 
@@ -137,6 +134,17 @@ def _cohort_file(folder: Path) -> Path | None:
         if path.is_file() and not path.is_symlink() and any(lower == "cohort" + s for s in _SUFFIXES):
             return path
     return None
+
+
+def header(path: Path) -> list[str]:
+    """The column names of a CSV file (first line), read without a database."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:
+        first = fh.readline()
+    return next(csv.reader([first], delimiter=_delimiter(path)), [])
 
 
 def _delimiter(path: Path) -> str:

@@ -54,6 +54,18 @@ def make_engine(raw_url: str | URL, *, read_only: bool = True) -> Engine:
         raise SourceError(f"unsupported database URL {display_url(url)}: {type(exc).__name__}") from None
 
 
+_UNREACHABLE = ("connection refused", "could not connect", "could not translate host", "timeout expired", "timed out")
+_DROPPED = (
+    "server closed the connection",
+    "terminating connection",
+    "connection reset",
+    "connection is closed",
+    "ssl syscall error",
+    "broken pipe",
+    "consuming input failed",
+)
+
+
 def classify(exc: BaseException, where: str) -> Exception:
     """Turn a driver error into the tool's error tree, without values, passwords or tracebacks."""
     text = str(getattr(exc, "orig", exc) or "").lower()
@@ -78,9 +90,9 @@ def classify(exc: BaseException, where: str) -> Exception:
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
         return TransientSourceError(f"the connection dropped while reading {where}")
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
-        if any(s in text for s in ("connection refused", "could not connect", "could not translate", "timeout")):
+        if any(s in text for s in _UNREACHABLE):
             return TransientSourceError(f"cannot reach the database for {where}")
-        if any(s in text for s in ("terminat", "server closed", "connection", "broken pipe")):
+        if any(s in text for s in _DROPPED):
             return TransientSourceError(f"the connection dropped while reading {where}")
         return SourceError(f"the database refused a query on {where}", "check the schema and the role's rights")
     if isinstance(exc, sa.exc.SQLAlchemyError):

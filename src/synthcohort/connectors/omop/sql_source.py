@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from synthcohort import cdm
 from synthcohort.cohort import CohortStore
 from synthcohort.connectors.omop.database import Catalogue, make_engine, with_retries
 from synthcohort.connectors.omop.ingest import LOAD_ORDER, Ingest, IngestReport
-from synthcohort.connectors.omop.selection import Selection, SourceTables, table_query
+from synthcohort.connectors.omop.selection import Selection, SourceTables, person_filter, table_query
 from synthcohort.connectors.omop.vocabulary import copy_vocabulary
 from synthcohort.errors import InputError
 from synthcohort.secrets import display_url
@@ -33,22 +34,33 @@ def arrow_schema(table: str, columns: list[str]) -> pa.Schema:
     return pa.schema([(c, _ARROW.get(spec.column(c).type, pa.string())) for c in columns])
 
 
-def _to_batch(rows: list[sa.Row[tuple[object, ...]]], schema: pa.Schema) -> pa.RecordBatch:
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
-    arrays = []
-    for values, f in zip(columns, schema, strict=True):
-        arr = pa.array(values, from_pandas=False)
+def _conform(arrays: list[pa.Array], schema: pa.Schema) -> pa.RecordBatch:
+    out = []
+    for arr, f in zip(arrays, schema, strict=True):
         if pa.types.is_timestamp(arr.type) and arr.type.tz is not None:
             arr = arr.cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))  # zone-aware -> UTC, naive
-        arrays.append(arr.cast(f.type))
-    return pa.record_batch(arrays, schema=schema)
+        out.append(arr.cast(f.type))
+    return pa.record_batch(out, schema=schema)
+
+
+def _to_batch(rows: list[sa.Row[tuple[object, ...]]], schema: pa.Schema) -> pa.RecordBatch:
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    return _conform([pa.array(values, from_pandas=False) for values in columns], schema)
 
 
 def stream(
     engine: Engine, stmt: sa.Select[tuple[object, ...]], schema: pa.Schema, batch_rows: int = BATCH_ROWS
 ) -> Iterator[pa.RecordBatch]:
-    """Run ``stmt`` with a server-side cursor and yield Arrow batches."""
+    """Run ``stmt`` (values bound) and yield Arrow batches: DuckDB hands Arrow over, others a server-side cursor."""
     with engine.connect() as con:
+        if engine.dialect.name == "duckdb":
+            result = con.execute(stmt)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+                reader = result.cursor.to_arrow_reader(batch_rows)  # type: ignore[union-attr]
+            for batch in reader:
+                yield _conform(list(batch.columns), schema)
+            return
         result = con.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
         try:
             for part in result.partitions():
@@ -151,6 +163,18 @@ class SqlVocabulary:
         return self._fetch("vocabulary", "vocabulary_id", vocabulary_ids)
 
 
+def resolve_persons(engine: Engine, src: SourceTables, sel: Selection) -> Selection:
+    """Run the cohort definition once in the source; every table is then read for those persons (bound ids)."""
+    if sel.cohort_id is None and sel.concepts is None:
+        return sel
+    person = src.tables["person"]
+    stmt = sa.select(person.c.person_id).where(*person_filter(src, sel, person.c.person_id))
+    with engine.connect() as con:
+        ids = tuple(int(r[0]) for r in con.execute(stmt) if r[0] is not None)
+    log.info("selection %s: %d persons", sel.describe(), len(ids))
+    return Selection(person_ids=ids, start=sel.start, end=sel.end)
+
+
 def extract(
     engine: Engine,
     store: CohortStore,
@@ -171,11 +195,12 @@ def extract(
     cschema = cat.schema(cohort_schema) if cohort_schema else cdm_schema
     version = with_retries(lambda: detect_version(cat, cdm_schema), where)
     src = source_tables(cat, cdm_schema, vschema, cschema)
+    resolved = with_retries(lambda: resolve_persons(engine, src, sel), "the cohort selection")
     ingest = Ingest(store)
     for name in LOAD_ORDER:
         if name not in src.tables:
             continue
-        stmt = table_query(src, sel, name)
+        stmt = table_query(src, resolved, name)
         schema_ = arrow_schema(name, [c.name for c in src.tables[name].c])
 
         def load(name: str = name, stmt: sa.Select[tuple[object, ...]] = stmt, schema_: pa.Schema = schema_) -> int:

@@ -312,5 +312,5 @@ class _Result:
         return list(self.cur.fetchall())
 
     def scalar(self) -> Any:
-        row = self.cur.fetchone()
-        return row[0] if row else None
+        rows = self.cur.fetchall()
+        return rows[0][0] if rows else None

@@ -193,7 +193,8 @@ def validate_omop(target: str, *, schema: str | None = None) -> ValidationResult
 
 def _duck_scalar(con: object) -> Scalar:
     def run(sql: str) -> int:
-        row = con.execute(sql).fetchone()  # type: ignore[attr-defined]
+        rows = con.execute(sql).fetchall()  # type: ignore[attr-defined]
+        row = rows[0] if rows else None
         return int(row[0]) if row and row[0] is not None else 0
 
     return run
