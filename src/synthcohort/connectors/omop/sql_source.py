@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
@@ -58,8 +59,14 @@ def stream(
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
                 reader = result.cursor.to_arrow_reader(batch_rows)  # type: ignore[union-attr]
-            for batch in reader:
-                yield _conform(list(batch.columns), schema)
+            try:
+                for batch in reader:
+                    yield _conform(list(batch.columns), schema)
+            finally:
+                # A reader stopped early (an error downstream) must release the connection's result.
+                with contextlib.suppress(Exception):
+                    reader.close()
+                    result.cursor.abort()  # type: ignore[union-attr]
             return
         result = con.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
         try:
