@@ -1,0 +1,92 @@
+"""Element paths of the mapping rules: ``a.b.c``, arrays walked, ``extension[url]`` filtered by URL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_MISSING = object()
+
+Getter = Callable[[Any, "EmptyCounter"], list[Any]]
+
+
+class EmptyCounter:
+    """Counts elements that were present but empty ("" / [] / {} / null): FHIR forbids them; we treat them as absent."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def parse_path(expr: str) -> list[tuple[str, str | None]]:
+    """Split ``a.extension[http://x/y].b`` into (name, url filter) segments; URLs may hold dots."""
+    segments: list[tuple[str, str | None]] = []
+    rest = expr
+    while rest:
+        bracket = rest.find("[")
+        dot = rest.find(".")
+        if bracket != -1 and (dot == -1 or bracket < dot):
+            close = rest.index("]", bracket)
+            segments.append((rest[:bracket], rest[bracket + 1 : close]))
+            rest = rest[close + 1 :].removeprefix(".")
+        elif dot != -1:
+            segments.append((rest[:dot], None))
+            rest = rest[dot + 1 :]
+        else:
+            segments.append((rest, None))
+            rest = ""
+    return segments
+
+
+def compile_path(expr: str) -> Getter:
+    """A function returning every non-empty value found at ``expr`` (lists flattened)."""
+    segments = parse_path(expr)
+    if len(segments) == 1 and segments[0][1] is None:
+        name = segments[0][0]
+
+        def one(obj: Any, empty: EmptyCounter) -> list[Any]:
+            if not isinstance(obj, dict):
+                return []
+            value = obj.get(name, _MISSING)
+            if value is _MISSING:
+                return []
+            if _is_empty(value):
+                empty.count += 1
+                return []
+            if isinstance(value, list):
+                out = [v for v in value if not _is_empty(v)]
+                empty.count += len(value) - len(out)
+                return out
+            return [value]
+
+        return one
+
+    def walk(obj: Any, empty: EmptyCounter) -> list[Any]:
+        current = [obj]
+        for name, url in segments:
+            found: list[Any] = []
+            for item in current:
+                if not isinstance(item, dict):
+                    continue
+                value = item.get(name, _MISSING)
+                if value is _MISSING:
+                    continue
+                if _is_empty(value):
+                    empty.count += 1
+                    continue
+                for v in value if isinstance(value, list) else (value,):
+                    if _is_empty(v):
+                        empty.count += 1
+                    elif url is None or (isinstance(v, dict) and v.get("url") == url):
+                        found.append(v)
+            if not found:
+                return found
+            current = found
+        return current
+
+    return walk

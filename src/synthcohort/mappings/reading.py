@@ -1,0 +1,226 @@
+"""The read side of the interpreter: apply the FHIR -> OMOP rules of one resource type to a resource."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from synthcohort.mappings.paths import EmptyCounter, Getter, compile_path
+from synthcohort.mappings.rules import ColumnRule, Condition, ReadRule, code_systems, read_rules_by_resource
+
+# A code worth keeping: printable ASCII without spaces, at most 50 characters (concept_code is varchar(50)).
+# Free text (spaces, long strings) is never modelled.
+_TOKEN = re.compile(r"[!-~]{1,50}")
+_SYSTEM = re.compile(r"(https?://|urn:(oid|uuid|iso):)[!-~]{1,240}")
+
+SKIP_FOR_REQUIRED = {"ref": "orphan", "coding": "no_code", "date": "no_date", "map": "invalid_value"}
+
+
+class Context(Protocol):
+    """What the reader offers the interpreter: reference resolution, nothing else."""
+
+    def ref_id(self, reference: Any, to: str) -> int | None: ...
+
+    def self_id(self, to: str) -> int | None: ...
+
+    def deref(self, reference: Any) -> dict[str, Any] | None: ...
+
+
+class Notes:
+    """Counts of things noticed while mapping that did not cost a record."""
+
+    def __init__(self) -> None:
+        self.empty = EmptyCounter()
+        self.counts: dict[str, int] = {}
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+
+def staging_columns(rule_columns: list[ColumnRule]) -> list[tuple[str, str]]:
+    """Staging columns (name, DuckDB type) for a table's column rules; codings and dates stay raw."""
+    out: dict[str, str] = {}
+    for c in rule_columns:
+        if c.kind == "coding":
+            out[f"{c.column}__sys"] = "VARCHAR"
+            out[f"{c.column}__code"] = "VARCHAR"
+        elif c.kind == "date":
+            out[f"{c.column}__raw"] = "VARCHAR"
+        elif c.kind == "number":
+            out[c.column] = "DOUBLE"
+        else:
+            out[c.column] = "BIGINT"
+    return list(out.items())
+
+
+def _path_getter(path: str) -> Callable[[dict[str, Any], Any, Context, EmptyCounter], list[Any]]:
+    """A getter over (resource, item, context): ``.x`` reads the item, ``a->b`` follows a reference."""
+    relative = path.startswith(".")
+    if relative:
+        path = path[1:]
+    if "->" in path:
+        ref_path, target_path = path.split("->", 1)
+        get_ref, get_target = compile_path(ref_path), compile_path(target_path)
+
+        def follow(resource: dict[str, Any], item: Any, ctx: Context, empty: EmptyCounter) -> list[Any]:
+            out: list[Any] = []
+            for ref in get_ref(item if relative else resource, empty):
+                target = ctx.deref(ref)
+                if target is not None:
+                    out.extend(get_target(target, empty))
+            return out
+
+        return follow
+    get: Getter = compile_path(path)
+    if relative:
+        return lambda resource, item, ctx, empty: get(item, empty)
+    return lambda resource, item, ctx, empty: get(resource, empty)
+
+
+def _condition(c: Condition) -> Callable[[dict[str, Any], Any, Context, EmptyCounter], bool]:
+    get = _path_getter(c.path)
+    values = c.values
+    if values is None:
+        return lambda r, i, ctx, e: bool(get(r, i, ctx, e))
+    return lambda r, i, ctx, e: any(isinstance(v, str) and v in values for v in get(r, i, ctx, e))
+
+
+def pick_coding(candidates: list[Any], notes: Notes) -> tuple[str, str] | None:
+    """The (system, code) to keep: a known system first, else a plain local one; never a display."""
+    known = code_systems().by_uri
+    fallback: tuple[str, str] | None = None
+    for cand in candidates:
+        if not isinstance(cand, dict):
+            continue
+        codings = cand.get("coding") if "coding" in cand else [cand]
+        for coding in codings if isinstance(codings, list) else ():
+            if not isinstance(coding, dict):
+                continue
+            system, code = coding.get("system"), coding.get("code")
+            if not isinstance(code, str) or not code:
+                continue
+            if not isinstance(system, str) or not system:
+                notes.add("coding_without_system")
+                continue
+            if not _TOKEN.fullmatch(code):
+                notes.add("code_not_modelled")
+                continue
+            if system in known:
+                return system, code
+            if fallback is None and _SYSTEM.fullmatch(system):
+                fallback = (system, code)
+    return fallback
+
+
+class _CompiledRule:
+    def __init__(self, rule: ReadRule) -> None:
+        self.table = rule.table
+        self.each = compile_path(rule.each) if rule.each else None
+        self.when = [_condition(c) for c in rule.when]
+        self.unless = [_condition(c) for c in rule.unless]
+        self.columns = [(c, [_path_getter(p) for p in c.paths if p != "@self"]) for c in rule.columns]
+
+    def applies(self, resource: dict[str, Any], item: Any, ctx: Context, empty: EmptyCounter) -> bool:
+        if not all(w(resource, item, ctx, empty) for w in self.when):
+            return False
+        return not (self.unless and all(u(resource, item, ctx, empty) for u in self.unless))
+
+    def row(self, resource: dict[str, Any], item: Any, ctx: Context, notes: Notes) -> tuple[dict[str, Any], str | None]:
+        empty = notes.empty
+        row: dict[str, Any] = {}
+        for col, getters in self.columns:
+            kind = col.kind
+            if kind == "const":
+                row[col.column] = col.const
+                continue
+            values: list[Any] = []
+            for g in getters:
+                values = g(resource, item, ctx, empty)
+                if values:
+                    break
+            if kind == "ref":
+                ident = ctx.self_id(col.to) if col.paths == ("@self",) else None
+                if col.paths != ("@self",):
+                    for v in values:
+                        ident = ctx.ref_id(v, col.to)
+                        if ident is not None:
+                            break
+                    if ident is None and values and not col.required:
+                        notes.add("link_dropped")
+                row[col.column] = ident
+                value: Any = ident
+            elif kind == "coding":
+                picked = pick_coding(values, notes)
+                row[f"{col.column}__sys"], row[f"{col.column}__code"] = picked or (None, None)
+                value = picked
+            elif kind == "date":
+                value = next((v for v in values if isinstance(v, str)), None)
+                row[f"{col.column}__raw"] = value
+            elif kind == "number":
+                value = next((float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)), None)
+                row[col.column] = value
+            else:  # map
+                raw = next((v for v in values if isinstance(v, str)), None)
+                value = col.mapping.get(raw, col.default) if raw is not None else col.default
+                row[col.column] = value
+            if value is None and col.required:
+                return row, SKIP_FOR_REQUIRED[kind]
+        return row, None
+
+
+class ResourceMapper:
+    """All read rules of one resource type, compiled; ``map`` gives rows per table or a skip reason."""
+
+    def __init__(self, rules: tuple[ReadRule, ...]) -> None:
+        self.rules = [_CompiledRule(r) for r in rules]
+        seen: set[tuple[str, frozenset[str] | None]] = set()
+        skips: list[tuple[Callable[[dict[str, Any], Any, Context, EmptyCounter], bool], str]] = []
+        for r in rules:
+            for c in r.skip:
+                if (c.path, c.values) not in seen:
+                    seen.add((c.path, c.values))
+                    skips.append((_condition(c), c.reason or "status_excluded"))
+        self.skips = skips
+
+    def map(self, resource: dict[str, Any], ctx: Context, notes: Notes) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+        empty = notes.empty
+        for test, reason in self.skips:
+            if test(resource, resource, ctx, empty):
+                return [], reason
+        rows: list[tuple[str, dict[str, Any]]] = []
+        for rule in self.rules:
+            if rule.each is None:
+                if rule.applies(resource, resource, ctx, empty):
+                    row, reason = rule.row(resource, resource, ctx, notes)
+                    if reason:
+                        return [], reason
+                    rows.append((rule.table, row))
+                continue
+            for item in rule.each(resource, empty):
+                if rule.applies(resource, item, ctx, empty):
+                    row, reason = rule.row(resource, item, ctx, notes)
+                    if reason:
+                        notes.add(f"{rule.table}_item_{reason}")
+                        continue
+                    rows.append((rule.table, row))
+        return rows, "" if rows else "no_rule"
+
+
+_MAPPERS: dict[str, ResourceMapper] = {}
+
+
+def mapper_for(resource_type: str) -> ResourceMapper | None:
+    """The compiled mapper of a resource type, or None when no rule reads it."""
+    m = _MAPPERS.get(resource_type)
+    if m is None:
+        rules = read_rules_by_resource().get(resource_type)
+        if rules is None:
+            return None
+        m = _MAPPERS[resource_type] = ResourceMapper(rules)
+    return m
+
+
+def mapped_resource_types() -> frozenset[str]:
+    return frozenset(read_rules_by_resource())

@@ -1,0 +1,175 @@
+"""Concept resolution: (vocabulary_id, code) -> source concept -> ``Maps to`` -> standard concept.
+
+The vocabulary is the user's own: an Athena CSV folder (CONCEPT, CONCEPT_RELATIONSHIP; comma or tab,
+.csv or .csv.gz), or a DuckDB file holding the vocabulary tables (a CDM database or a cohort store).
+Nothing is bundled. Resolution runs once per extraction, as one join over the distinct codes seen.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from synthcohort.errors import InputError
+
+log = logging.getLogger(__name__)
+
+RESOLVED_SCHEMA = pa.schema(
+    [
+        ("vocabulary_id", pa.string()),
+        ("code", pa.string()),
+        ("source_concept_id", pa.int64()),
+        ("concept_id", pa.int64()),
+    ]
+)
+CONCEPT_COLUMNS = (
+    "concept_id",
+    "concept_name",
+    "domain_id",
+    "vocabulary_id",
+    "concept_class_id",
+    "standard_concept",
+    "concept_code",
+    "valid_start_date",
+    "valid_end_date",
+    "invalid_reason",
+)
+
+
+def _find(folder: Path, table: str) -> Path | None:
+    for path in sorted(folder.iterdir()):
+        name = path.name.lower()
+        if path.is_file() and not path.is_symlink():
+            for suffix in (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt"):
+                if name == table + suffix:
+                    return path
+    return None
+
+
+def _delimiter(path: Path) -> str:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        header = fh.readline()
+    return "\t" if header.count("\t") > header.count(",") else ","
+
+
+def _date(expr: str) -> str:
+    return f"COALESCE(TRY_CAST({expr} AS DATE), TRY_CAST(TRY_STRPTIME({expr}, '%Y%m%d') AS DATE))"
+
+
+class Vocabulary:
+    """An open vocabulary source; ``resolve`` maps codes to concepts."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, description: str) -> None:
+        self.con = con
+        self.description = description
+
+    @classmethod
+    def open(cls, source: str | Path) -> Vocabulary:
+        path = Path(source)
+        if path.is_dir():
+            return cls._athena(path)
+        if path.is_file() and path.suffix in (".duckdb", ".db", ".ddb"):
+            return cls._duckdb(path)
+        raise InputError(
+            f"vocabulary source {path} is neither a folder nor a DuckDB file",
+            "give an Athena download folder (CONCEPT.csv, CONCEPT_RELATIONSHIP.csv) or a .duckdb file with them",
+        )
+
+    @classmethod
+    def _athena(cls, folder: Path) -> Vocabulary:
+        concept, rel = _find(folder, "concept"), _find(folder, "concept_relationship")
+        if concept is None or rel is None:
+            raise InputError(
+                f"no CONCEPT and CONCEPT_RELATIONSHIP files in {folder}",
+                "give the folder of an OHDSI Athena vocabulary download",
+            )
+        con = duckdb.connect()
+        for name, path in (("concept", concept), ("concept_relationship", rel)):
+            rel_ = con.read_csv(str(path), header=True, all_varchar=True, sep=_delimiter(path), quotechar='"')
+            cols = {c.lower(): c for c in rel_.columns}
+            con.register(f"_{name}_raw", rel_)
+            if name == "concept":
+                sel = ", ".join(
+                    f'CAST("{cols[c]}" AS BIGINT) AS {c}'
+                    if c == "concept_id"
+                    else (_date(f'"{cols[c]}"') + f" AS {c}" if c.startswith("valid_") else f'"{cols[c]}" AS {c}')
+                    for c in CONCEPT_COLUMNS
+                )
+            else:
+                sel = (
+                    f'CAST("{cols["concept_id_1"]}" AS BIGINT) AS concept_id_1, '
+                    f'CAST("{cols["concept_id_2"]}" AS BIGINT) AS concept_id_2, '
+                    f'"{cols["relationship_id"]}" AS relationship_id, "{cols["invalid_reason"]}" AS invalid_reason'
+                )
+            con.execute(f"CREATE VIEW {name} AS SELECT {sel} FROM _{name}_raw")
+        return cls(con, f"Athena CSV folder {folder.name}")
+
+    @classmethod
+    def _duckdb(cls, path: Path) -> Vocabulary:
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+        except duckdb.Error as exc:
+            raise InputError(f"cannot open the vocabulary database {path.name}: {exc}") from None
+        found = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE lower(table_name) IN ('concept', 'concept_relationship')"
+            ).fetchall()
+        }
+        if {"concept", "concept_relationship"} - {f.lower() for f in found}:
+            con.close()
+            raise InputError(f"{path.name} has no concept and concept_relationship tables", "give a CDM database")
+        return cls(con, f"DuckDB {path.name}")
+
+    def resolve(self, codes: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """Resolve ``codes`` (vocabulary_id, code): returns (resolved rows, the concept rows they use)."""
+        con = self.con
+        con.register("_q", codes)
+        try:
+            resolved = con.sql(
+                """
+                WITH src AS (
+                    SELECT q.vocabulary_id, q.code, c.concept_id AS source_concept_id, c.standard_concept
+                    FROM _q q JOIN concept c ON c.vocabulary_id = q.vocabulary_id AND c.concept_code = q.code
+                    QUALIFY row_number() OVER (PARTITION BY q.vocabulary_id, q.code
+                                               ORDER BY coalesce(c.invalid_reason, '') = '' DESC, c.concept_id) = 1
+                ),
+                maps AS (
+                    SELECT r.concept_id_1, min(r.concept_id_2) AS target
+                    FROM concept_relationship r JOIN concept t ON t.concept_id = r.concept_id_2
+                    WHERE r.relationship_id = 'Maps to' AND coalesce(r.invalid_reason, '') = ''
+                      AND t.standard_concept = 'S'
+                      AND r.concept_id_1 IN (SELECT source_concept_id FROM src)
+                    GROUP BY 1
+                )
+                SELECT src.vocabulary_id, src.code, src.source_concept_id,
+                       coalesce(maps.target,
+                                CASE WHEN src.standard_concept = 'S' THEN src.source_concept_id END, 0) AS concept_id
+                FROM src LEFT JOIN maps ON maps.concept_id_1 = src.source_concept_id
+                ORDER BY 1, 2
+                """
+            ).to_arrow_table()
+            con.register("_r", resolved)
+            concepts = con.sql(
+                f"""
+                SELECT {", ".join(CONCEPT_COLUMNS)} FROM concept
+                WHERE concept_id IN (SELECT source_concept_id FROM _r UNION SELECT concept_id FROM _r)
+                QUALIFY row_number() OVER (PARTITION BY concept_id) = 1
+                ORDER BY concept_id
+                """
+            ).to_arrow_table()
+        finally:
+            con.unregister("_q")
+            with_r = "_r" in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+            if with_r:
+                con.unregister("_r")
+        log.info("vocabulary %s: %d of %d codes found", self.description, resolved.num_rows, codes.num_rows)
+        return resolved.cast(RESOLVED_SCHEMA), concepts
+
+    def close(self) -> None:
+        self.con.close()
