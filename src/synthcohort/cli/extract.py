@@ -9,6 +9,7 @@ from synthcohort.cli.groups import SubcommandGroup
 # subcommand -> module under synthcohort.cli defining a click command called ``command``
 SUBCOMMANDS: dict[str, str] = {
     "omop": "extract_omop",
+    "fhir": "extract_fhir",
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from synthcohort.mappings.paths import EmptyCounter, Getter, compile_path
@@ -193,16 +192,16 @@ class ResourceMapper:
         for rule in self.rules:
             if rule.each is None:
                 if rule.applies(resource, resource, ctx, empty):
-                    row, reason = rule.row(resource, resource, ctx, notes)
-                    if reason:
-                        return [], reason
+                    row, failed = rule.row(resource, resource, ctx, notes)
+                    if failed:
+                        return [], failed
                     rows.append((rule.table, row))
                 continue
             for item in rule.each(resource, empty):
                 if rule.applies(resource, item, ctx, empty):
-                    row, reason = rule.row(resource, item, ctx, notes)
-                    if reason:
-                        notes.add(f"{rule.table}_item_{reason}")
+                    row, failed = rule.row(resource, item, ctx, notes)
+                    if failed:
+                        notes.add(f"{rule.table}_item_{failed}")
                         continue
                     rows.append((rule.table, row))
         return rows, "" if rows else "no_rule"

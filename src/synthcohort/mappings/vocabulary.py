@@ -118,7 +118,8 @@ class Vocabulary:
         found = {
             r[0]
             for r in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE lower(table_name) IN ('concept', 'concept_relationship')"
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE lower(table_name) IN ('concept', 'concept_relationship')"
             ).fetchall()
         }
         if {"concept", "concept_relationship"} - {f.lower() for f in found}:

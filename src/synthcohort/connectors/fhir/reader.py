@@ -96,7 +96,9 @@ class FhirReader:
                     self._read_json(source, stream)
         except DecompressionCapExceeded:
             self._fault(NO_TYPE, "decompression_cap")
-            self.report.warn(f"{source.name}: stopped at the decompression cap ({self.limits.decompressed_bytes} bytes)")
+            self.report.warn(
+                f"{source.name}: stopped at the decompression cap ({self.limits.decompressed_bytes} bytes)"
+            )
         except (OSError, EOFError) as exc:
             self._fault(NO_TYPE, "unreadable_file")
             self.report.warn(f"{source.name}: cannot be read ({type(exc).__name__})")
@@ -115,7 +117,9 @@ class FhirReader:
         for number, line in iter_lines(stream, self.limits.line_bytes):
             if line is None:
                 self._fault(NO_TYPE, "line_too_long")
-                self.report.warn(f"{source.name}:{number}: line longer than {self.limits.line_bytes} bytes; file stopped")
+                self.report.warn(
+                    f"{source.name}:{number}: line longer than {self.limits.line_bytes} bytes; file stopped"
+                )
                 return
             if number == 1 and line.startswith(BOM):
                 line = line[3:]

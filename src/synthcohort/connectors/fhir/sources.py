@@ -47,10 +47,11 @@ class Source:
 class CappedReader(io.RawIOBase):
     """A stream that fails once more than ``cap`` bytes have been read (decompression bombs)."""
 
-    def __init__(self, inner: IO[bytes], cap: int) -> None:
+    def __init__(self, inner: IO[bytes], cap: int, also_close: IO[bytes] | None = None) -> None:
         self.inner = inner
         self.cap = cap
         self.total = 0
+        self.also_close = also_close
 
     def readable(self) -> bool:
         return True
@@ -65,6 +66,8 @@ class CappedReader(io.RawIOBase):
 
     def close(self) -> None:
         self.inner.close()
+        if self.also_close is not None:
+            self.also_close.close()
         super().close()
 
 
@@ -83,10 +86,11 @@ def _kind(name: str) -> str | None:
 
 def _decoded(raw: Callable[[], IO[bytes]], name: str, limits: Limits) -> Callable[[], IO[bytes]]:
     def opener() -> IO[bytes]:
-        stream: IO[bytes] = raw()
+        base: IO[bytes] = raw()
         if name.lower().endswith(".gz"):
-            stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
-        return io.BufferedReader(CappedReader(stream, limits.decompressed_bytes), 1 << 20)
+            unzipped: IO[bytes] = gzip.GzipFile(fileobj=base, mode="rb")  # type: ignore[assignment]
+            return io.BufferedReader(CappedReader(unzipped, limits.decompressed_bytes, base), 1 << 20)
+        return io.BufferedReader(CappedReader(base, limits.decompressed_bytes), 1 << 20)
 
     return opener
 
@@ -125,13 +129,20 @@ def _zip_sources(path: Path, limits: Limits) -> list[Source]:
         kind = _kind(info.filename)
         if info.is_dir() or kind is None:
             continue
-        raw = (lambda i=info: zf.open(i))  # noqa: E731
-        out.append(Source(f"{path.name}!{info.filename}", kind, _role(PurePosixPath(info.filename).parts), _decoded(raw, info.filename, limits)))  # type: ignore[misc]
+        raw = lambda i=info: zf.open(i)  # noqa: E731
+        out.append(
+            Source(
+                f"{path.name}!{info.filename}",
+                kind,
+                _role(PurePosixPath(info.filename).parts),
+                _decoded(raw, info.filename, limits),
+            )
+        )  # type: ignore[misc]
     return out
 
 
 def _tar_sources(path: Path, limits: Limits) -> list[Source]:
-    tf = tarfile.open(path)
+    tf = tarfile.open(path)  # noqa: SIM115 - members are opened lazily while reading
     out = []
     for member in tf.getmembers():
         _check_member(member.name, member.issym() or member.islnk() or member.isdev(), path.name)
@@ -144,7 +155,14 @@ def _tar_sources(path: Path, limits: Limits) -> list[Source]:
             assert f is not None
             return f
 
-        out.append(Source(f"{path.name}!{member.name}", kind, _role(PurePosixPath(member.name).parts), _decoded(raw, member.name, limits)))
+        out.append(
+            Source(
+                f"{path.name}!{member.name}",
+                kind,
+                _role(PurePosixPath(member.name).parts),
+                _decoded(raw, member.name, limits),
+            )
+        )
     return out
 
 
@@ -203,7 +221,8 @@ def _file_sources(file: Path, name: str, limits: Limits) -> Iterator[Source]:
     else:
         kind = _kind(lower)
         if kind is not None:
-            yield Source(name, kind, _role(Path(name).parts), _decoded(lambda: open(file, "rb"), lower, limits))
+            raw = lambda: open(file, "rb")  # noqa: E731, SIM115 - the reader closes it
+            yield Source(name, kind, _role(Path(name).parts), _decoded(raw, lower, limits))
 
 
 def iter_lines(stream: IO[bytes], cap: int) -> Iterator[tuple[int, bytes | None]]:

@@ -71,7 +71,12 @@ class Stager:
                 for c in r.columns:
                     cols.setdefault(c.column, c)
             self.columns[table] = list(cols.values())
-            schema = [*staging_columns(list(cols.values())), ("_rtype", "VARCHAR"), ("_res", "BIGINT"), ("_seq", "BIGINT")]
+            schema = [
+                *staging_columns(list(cols.values())),
+                ("_rtype", "VARCHAR"),
+                ("_res", "BIGINT"),
+                ("_seq", "BIGINT"),
+            ]
             self.schema[table] = schema
             self.buffers[table] = {name: [] for name, _ in schema}
             col_sql = ", ".join(f'"{n}" {t}' for n, t in schema)
@@ -126,7 +131,8 @@ class Stager:
     def _resolve_codes(self, vocabulary: Vocabulary | None) -> None:
         con = self.con
         parts = [
-            f"SELECT \"{c.column}__sys\" AS sys, \"{c.column}__code\" AS code, '{DOMAINS.get(c.column, 'Observation')}' AS domain "
+            f'SELECT "{c.column}__sys" AS sys, "{c.column}__code" AS code, '
+            f"'{DOMAINS.get(c.column, 'Observation')}' AS domain "
             f'FROM "_stage_{t}" WHERE "{c.column}__sys" IS NOT NULL'
             for t, c in self._coding_columns()
         ]
@@ -139,8 +145,14 @@ class Stager:
         if vocabulary is not None and codes.num_rows:
             resolved, concepts = vocabulary.resolve(codes.select(["vocabulary_id", "code"]))
         else:
-            resolved = pa.table({"vocabulary_id": pa.array([], pa.string()), "code": pa.array([], pa.string()),
-                                 "source_concept_id": pa.array([], pa.int64()), "concept_id": pa.array([], pa.int64())})
+            resolved = pa.table(
+                {
+                    "vocabulary_id": pa.array([], pa.string()),
+                    "code": pa.array([], pa.string()),
+                    "source_concept_id": pa.array([], pa.int64()),
+                    "concept_id": pa.array([], pa.int64()),
+                }
+            )
             concepts = None
         con.register("_distinct", codes)
         con.register("_resolved", resolved)
@@ -183,7 +195,8 @@ class Stager:
         con.execute(
             """
             INSERT INTO vocabulary (vocabulary_id, vocabulary_name, vocabulary_reference, vocabulary_concept_id)
-            SELECT v.vocabulary_id, CASE WHEN v.vocabulary_id LIKE 'SC-%' THEN 'Local code system' ELSE v.vocabulary_id END,
+            SELECT v.vocabulary_id,
+                   CASE WHEN v.vocabulary_id LIKE 'SC-%' THEN 'Local code system' ELSE v.vocabulary_id END,
                    v.uri, 0
             FROM _vocab v WHERE v.vocabulary_id IN (SELECT DISTINCT vocabulary_id FROM concept)
               AND v.vocabulary_id NOT IN (SELECT vocabulary_id FROM vocabulary)
@@ -219,10 +232,12 @@ class Stager:
             if table == "person":
                 continue
             dates = [c for c in self.columns[table] if c.kind == "date" and c.required]
-            no_date = " OR ".join(f'{_date(f"s.{c.column}__raw")} IS NULL' for c in dates) or "FALSE"
+            no_date = " OR ".join(f"{_date(f's.{c.column}__raw')} IS NULL" for c in dates) or "FALSE"
             extra = ""
             if table == "visit_occurrence":
-                extra = "WHEN row_number() OVER (PARTITION BY s.visit_occurrence_id ORDER BY s._seq) > 1 THEN 'duplicate'"
+                extra = (
+                    "WHEN row_number() OVER (PARTITION BY s.visit_occurrence_id ORDER BY s._seq) > 1 THEN 'duplicate'"
+                )
             elif table == "death":
                 extra = "WHEN s._res NOT IN (SELECT _res FROM _stage_person WHERE _drop IS NULL) THEN 'duplicate'"
             con.execute(
@@ -239,15 +254,17 @@ class Stager:
             )
         con.execute(
             "CREATE TABLE _visits AS SELECT v.visit_occurrence_id AS old_id, v.person_id AS person_old, "
-            "row_number() OVER (ORDER BY v.visit_occurrence_id) AS new_id FROM _stage_visit_occurrence v WHERE _drop IS NULL"
+            "row_number() OVER (ORDER BY v.visit_occurrence_id) AS new_id "
+            "FROM _stage_visit_occurrence v WHERE _drop IS NULL"
         )
 
     def _account(self, report: RunReport) -> None:
-        union = " UNION ALL ".join(f'SELECT _rtype, _res, _drop, \'{t}\' AS tbl FROM "_stage_{t}"' for t in all_rules())
+        union = " UNION ALL ".join(f"SELECT _rtype, _res, _drop, '{t}' AS tbl FROM \"_stage_{t}\"" for t in all_rules())
         rows = self.con.execute(
             f"""
             SELECT _rtype, reason, count(*) FROM (
-                SELECT _rtype, _res, min(_drop) AS reason FROM ({union}) GROUP BY 1, 2 HAVING bool_and(_drop IS NOT NULL)
+                SELECT _rtype, _res, min(_drop) AS reason FROM ({union})
+                GROUP BY 1, 2 HAVING bool_and(_drop IS NOT NULL)
             ) GROUP BY 1, 2 ORDER BY 1, 2
             """
         ).fetchall()
@@ -259,9 +276,11 @@ class Stager:
         ).fetchall():
             report.rows_by_type.setdefault(rtype, type(report.rows)())[table] = n
         dropped_links = self.con.execute(
-            "SELECT " + " + ".join(
+            "SELECT "
+            + " + ".join(
                 f'(SELECT count(*) FROM "_stage_{t}" s WHERE s._drop IS NULL AND s.visit_occurrence_id IS NOT NULL '
-                f"AND NOT EXISTS (SELECT 1 FROM _visits v WHERE v.old_id = s.visit_occurrence_id AND v.person_old = s.person_id))"
+                "AND NOT EXISTS (SELECT 1 FROM _visits v "
+                "WHERE v.old_id = s.visit_occurrence_id AND v.person_old = s.person_id))"
                 for t, cols in self.columns.items()
                 if t != "visit_occurrence" and any(c.column == "visit_occurrence_id" for c in cols)
             )
@@ -288,7 +307,9 @@ class Stager:
                     select[c.column] = "v.new_id"
             elif c.kind == "coding":
                 k = f"k{i}"
-                joins.append(f'LEFT JOIN _codes {k} ON {k}.sys = s."{c.column}__sys" AND {k}.code = s."{c.column}__code"')
+                joins.append(
+                    f'LEFT JOIN _codes {k} ON {k}.sys = s."{c.column}__sys" AND {k}.code = s."{c.column}__code"'
+                )
                 if c.column.endswith("_source_concept_id"):
                     select[c.column] = f"{k}.source_concept_id"
                 else:
@@ -312,7 +333,8 @@ class Stager:
         if pk and pk not in select:
             select[pk] = "row_number() OVER (ORDER BY s._seq)"
         inner = ", ".join(f'{expr} AS "{name}"' for name, expr in select.items())
-        query = f'SELECT {inner} FROM "_stage_{table}" s {" ".join(dict.fromkeys(joins))} WHERE s._drop IS NULL ORDER BY s._seq'
+        join_sql = " ".join(dict.fromkeys(joins))
+        query = f'SELECT {inner} FROM "_stage_{table}" s {join_sql} WHERE s._drop IS NULL ORDER BY s._seq'
         derive = all_rules()[table].derive
         out_cols = [n for n in select if n in spec.column_names and n not in derive] + list(derive)
         outer = ", ".join(f'{derive.get(n, f"q.{n}")} AS "{n}"' for n in out_cols)
@@ -349,4 +371,8 @@ class Stager:
             f"SELECT _rtype, count(*), count(*) FILTER (WHERE concept_id > 0) FROM ({' UNION ALL '.join(parts)}) "
             "GROUP BY 1 ORDER BY 1"
         ).fetchall():
-            report.coverage[rtype] = {"codes": total, "mapped": mapped, "share": round(mapped / total, 4) if total else 0.0}
+            report.coverage[rtype] = {
+                "codes": total,
+                "mapped": mapped,
+                "share": round(mapped / total, 4) if total else 0.0,
+            }

@@ -80,7 +80,9 @@ class FhirValidator:
             if (rtype, rid) not in self.defined:
                 self.result.error(where, "reference", f"{rtype}/<id> does not resolve inside the output")
         if self.result.counts.get("Provenance", 0) != 1:
-            self.result.error(str(path), "provenance", f"{self.result.counts.get('Provenance', 0)} Provenance resources, expected 1")
+            self.result.error(
+                str(path), "provenance", f"{self.result.counts.get('Provenance', 0)} Provenance resources, expected 1"
+            )
         return self.result
 
     def _source(self, source: Source) -> None:

@@ -118,7 +118,9 @@ def _fhir_strings(table: pa.Table) -> pa.Table:
         if pa.types.is_date(f.type):
             table = table.set_column(i, f.name, pc.strftime(col.cast(pa.timestamp("s")), format="%Y-%m-%d"))
         elif pa.types.is_timestamp(f.type):
-            table = table.set_column(i, f.name, pc.strftime(col.cast(pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%S+00:00"))
+            table = table.set_column(
+                i, f.name, pc.strftime(col.cast(pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%S+00:00")
+            )
     return table
 
 
@@ -136,9 +138,11 @@ class _Sink:
         if handle is None:
             path = self.root / (name + (".gz" if self.gz else ""))
             path.parent.mkdir(parents=True, exist_ok=True)
-            raw = open(path, "wb")  # noqa: SIM115 - closed in close()
+            raw: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in close()
             os.chmod(path, FILE_MODE)
-            out: IO[bytes] = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) if self.gz else raw  # type: ignore[assignment]
+            out: IO[bytes] = raw
+            if self.gz:
+                out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)  # type: ignore[assignment]
             handle = self.files[name] = (out, raw)
         return handle[0]
 
@@ -260,7 +264,11 @@ class FhirWriter:
                 "meta": self.meta,
                 "type": "transaction",
                 "entry": [
-                    {"fullUrl": f"urn:uuid:{rid}", "resource": res, "request": {"method": "PUT", "url": f"{rtype}/{rid}"}}
+                    {
+                        "fullUrl": f"urn:uuid:{rid}",
+                        "resource": res,
+                        "request": {"method": "PUT", "url": f"{rtype}/{rid}"},
+                    }
                     for rtype, rid, res in items
                 ],
             }
@@ -291,7 +299,11 @@ class FhirWriter:
             "recorded": self.recorded.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
             "activity": {
                 "coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "CREATE", "display": "create"}
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                        "code": "CREATE",
+                        "display": "create",
+                    }
                 ]
             },
             "agent": [
@@ -321,7 +333,11 @@ class FhirWriter:
             "meta": self.meta,
             "type": "transaction",
             "entry": [
-                {"fullUrl": f"urn:uuid:{r['id']}", "resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+                {
+                    "fullUrl": f"urn:uuid:{r['id']}",
+                    "resource": r,
+                    "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+                }
                 for r in (device, provenance)
             ],
         }
