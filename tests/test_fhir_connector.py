@@ -88,7 +88,9 @@ def test_store_holds_no_identifier_or_text(bundle_store: tuple[Path, RunReport],
 
     first = next(iter(sorted(bundles.iterdir())))
     patient = next(
-        e["resource"] for e in orjson.loads(gzip.open(first).read())["entry"] if e["resource"]["resourceType"] == "Patient"
+        e["resource"]
+        for e in orjson.loads(gzip.open(first).read())["entry"]
+        if e["resource"]["resourceType"] == "Patient"
     )
     secrets = [patient["id"], patient["name"][0]["family"], patient["address"][0]["city"]]
     with CohortStore.open(path) as store:
@@ -129,9 +131,7 @@ def test_coverage_with_eunomia_vocabulary(tmp_path: Path, bundles: Path, eunomia
     assert standard and standard[0] == report.coverage["Condition"]["mapped"]
 
 
-def test_round_trip_keeps_counts_and_codes(
-    bundle_store: tuple[Path, RunReport], bundles: Path, tmp_path: Path
-) -> None:
+def test_round_trip_keeps_counts_and_codes(bundle_store: tuple[Path, RunReport], bundles: Path, tmp_path: Path) -> None:
     path, report = bundle_store
     source: dict[str, Counter[tuple[str, str]]] = {}
     for res in iter_output(bundles):
@@ -150,14 +150,15 @@ def test_round_trip_keeps_counts_and_codes(
     for res in iter_output(tmp_path / "out"):
         exported.setdefault(res["resourceType"], Counter()).update(codes(res))
     for rtype in CLINICAL:
-        assert export.written[rtype] == sum(report.rows_by_type[rtype].get(t, 0) for t in report.rows_by_type[rtype]
-                                            if t != "death"), rtype
+        assert export.written[rtype] == sum(
+            report.rows_by_type[rtype].get(t, 0) for t in report.rows_by_type[rtype] if t != "death"
+        ), rtype
     for rtype, counter in source.items():
         assert exported[rtype] == counter, rtype
 
 
-def _check_output(folder: Path, schema: Path) -> dict[str, Any]:
-    result = validate_fhir(folder, model_sample=3)
+def _check_output(folder: Path, schema: Path, model_sample: int) -> dict[str, Any]:
+    result = validate_fhir(folder, model_sample=model_sample)
     assert result.ok, result.to_dict()["first_errors"]
     resources = list(iter_output(folder))
     sample = [r for i, r in enumerate(resources) if i % 40 == 0 or r["resourceType"] in ("Provenance", "Device")]
@@ -173,23 +174,33 @@ def test_omop_to_fhir_is_valid(synthea_1k_store: Path, tmp_path: Path, fmt: str)
     with CohortStore.open(synthea_1k_store) as store:
         counts = store.counts()
         report = write_fhir(store, out, fmt=fmt, gz=fmt == "ndjson")
-    summary = _check_output(out, schema)
+    # the project's own checks see every resource; the (slow) models see every 4th / 10th one
+    summary = _check_output(out, schema, 4 if fmt == "ndjson" else 10)
     assert summary["by_type"]["Patient"] == counts["person"]
     assert summary["by_type"]["Encounter"] == counts["visit_occurrence"]
     assert summary["by_type"]["Provenance"] == 1
-    written_events = sum(n for t, n in report.written.items() if t not in ("Patient", "Encounter", "Device", "Provenance"))
+    written_events = sum(
+        n for t, n in report.written.items() if t not in ("Patient", "Encounter", "Device", "Provenance")
+    )
     skipped = sum(n for k, n in report.skipped.items() if k.endswith("no_code"))
-    events = sum(counts[t] for t in ("condition_occurrence", "drug_exposure", "procedure_occurrence", "measurement", "observation"))
+    events = sum(
+        counts[t]
+        for t in ("condition_occurrence", "drug_exposure", "procedure_occurrence", "measurement", "observation")
+    )
     assert written_events + skipped == events
 
 
-def test_same_seed_same_bytes(bundle_store: tuple[Path, RunReport], tmp_path: Path) -> None:
-    path, _ = bundle_store
+def test_same_seed_same_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "bulk.duckdb"
+    with CohortStore.building(path) as store:
+        read_fhir(shared_path("data", "synthea-bulk-fhir-ndjson-10", "ndjson"), store)
     outs = []
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         with CohortStore.open(path) as store:
             write_fhir(store, tmp_path / name, fmt="bundle", gz=True, seed=seed)
-        outs.append({p.relative_to(tmp_path / name): p.read_bytes() for p in (tmp_path / name).rglob("*") if p.is_file()})
+        outs.append(
+            {p.relative_to(tmp_path / name): p.read_bytes() for p in (tmp_path / name).rglob("*") if p.is_file()}
+        )
     assert outs[0] == outs[1]
     assert outs[0] != outs[2]
 
@@ -197,7 +208,9 @@ def test_same_seed_same_bytes(bundle_store: tuple[Path, RunReport], tmp_path: Pa
 def test_cli_extract_export_validate(bundles: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     store = tmp_path / "c.duckdb"
-    result = runner.invoke(cli, ["extract", "fhir", str(bundles), "-o", str(store), "--report", str(tmp_path / "r.json")])
+    result = runner.invoke(
+        cli, ["extract", "fhir", str(bundles), "-o", str(store), "--report", str(tmp_path / "r.json")]
+    )
     assert result.exit_code == 0, result.output
     assert "unsupported_type" in result.output and "rows per OMOP table" in result.output
     assert json.loads((tmp_path / "r.json").read_text())["mapped"] == 47034

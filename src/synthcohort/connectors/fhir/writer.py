@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import logging
 import os
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synthcohort import __version__
+from synthcohort import __version__, cdm
 from synthcohort.cohort import CohortStore
 from synthcohort.errors import ConfigError
 from synthcohort.mappings.rules import LOCAL_CONCEPT_BASE, all_rules, code_systems
@@ -64,22 +63,28 @@ class _Context:
         self.codings = codings
         self.vocab = vocab
         self.urn = urn
-        self.known: set[tuple[str, int]] = set()
+        self.refs: dict[tuple[str, Any], dict[str, str]] = {}
         self.dropped_links = 0
 
     def fhir_id(self, table: str, store_id: Any) -> str:
-        digest = hashlib.blake2b(f"{self.seed}|{table}|{store_id}".encode(), digest_size=16).digest()
-        return str(uuid.UUID(bytes=digest, version=4))
+        return _uuid(f"{self.seed}|{table}|{store_id}")
+
+    def set_known(self, persons: list[Any], visits: list[Any]) -> None:
+        """The persons and visits of the current chunk: the only targets a reference may name."""
+        prefix = "urn:uuid:" if self.urn else None
+        self.refs = {}
+        for rtype, table, ids in (("Patient", "person", persons), ("Encounter", "visit_occurrence", visits)):
+            for store_id in ids:
+                rid = self.fhir_id(table, store_id)
+                self.refs[(rtype, store_id)] = {"reference": f"{prefix}{rid}" if prefix else f"{rtype}/{rid}"}
 
     def reference(self, resource_type: str, store_id: Any) -> dict[str, str] | None:
         if store_id is None:
             return None
-        table = _TABLE_OF[resource_type]
-        if (table, store_id) not in self.known:
+        ref = self.refs.get((resource_type, store_id))
+        if ref is None:
             self.dropped_links += 1
-            return None
-        rid = self.fhir_id(table, store_id)
-        return {"reference": f"urn:uuid:{rid}" if self.urn else f"{resource_type}/{rid}"}
+        return ref
 
     def coding(self, concept_id: Any) -> dict[str, str] | None:
         return self.codings.get(concept_id) if concept_id else None
@@ -229,12 +234,12 @@ class FhirWriter:
     def _chunk(self, chunk: dict[str, pa.Table], ctx: _Context, patients: list[str]) -> dict[Any, list[bytes]]:
         """Resources of one chunk: per resource type (NDJSON lines) or per person (a Bundle's bytes)."""
         rows = {t: _fhir_strings(chunk[t]).to_pylist() for t in (*self.templates, "death") if t in chunk}
-        ctx.known = {("person", r["person_id"]) for r in rows["person"]} | {
-            ("visit_occurrence", r["visit_occurrence_id"]) for r in rows.get("visit_occurrence", [])
-        }
+        visits = [r["visit_occurrence_id"] for r in rows.get("visit_occurrence", [])]
+        ctx.set_known([r["person_id"] for r in rows["person"]], visits)
         deaths = {r["person_id"]: r for r in rows.get("death", [])}
         by_person: dict[Any, list[tuple[str, str, dict[str, Any]]]] = {}
         for table, template in self.templates.items():
+            pk = cdm.table(table).primary_key or "person_id"
             for row in rows.get(table, []):
                 if table == "person" and row["person_id"] in deaths:
                     death = deaths[row["person_id"]]
@@ -243,7 +248,6 @@ class FhirWriter:
                 if body is None:
                     self.report.skipped[f"{table}:no_code"] += 1
                     continue
-                pk = "person_id" if table == "person" else (self.store_pk(table))
                 rid = ctx.fhir_id(table, row[pk])
                 resource = {"resourceType": rtype, "id": rid, "meta": self.meta, **body}
                 by_person.setdefault(row["person_id"], []).append((rtype, rid, resource))
@@ -274,12 +278,6 @@ class FhirWriter:
             }
             bundles[person_id] = [orjson.dumps(bundle, option=orjson.OPT_APPEND_NEWLINE)]
         return bundles
-
-    @staticmethod
-    def store_pk(table: str) -> str:
-        from synthcohort import cdm
-
-        return cdm.table(table).primary_key or "person_id"
 
     def _provenance(self, sink: _Sink, ctx: _Context, patients: list[str]) -> None:
         device_id = _uuid(f"{self.report.run_id}|device")
@@ -345,7 +343,12 @@ class FhirWriter:
 
 
 def _uuid(text: str) -> str:
-    return str(uuid.UUID(bytes=hashlib.blake2b(text.encode(), digest_size=16).digest(), version=4))
+    """A version-4-shaped UUID derived from ``text`` (fresh for the output, reproducible from the seed)."""
+    h = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def _default_recorded(store: CohortStore) -> dt.datetime:
