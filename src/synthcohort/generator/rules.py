@@ -63,7 +63,7 @@ def enforce(chunk: Chunk, today: int | None = None, counts: Counter[str] | None 
     end = period[end_col].fillna(span["max"]).fillna(start)
     new_start = start.clip(lo, hi)
     new_end = end.clip(lo, hi).combine(new_start, max)
-    counts["observation_periods_fixed"] += int(((new_start != start) | (new_end != end)).sum() - missing.sum())
+    counts["observation_periods_fixed"] += int((((new_start != start) | (new_end != end)) & ~missing).sum())
     chunk["observation_period"] = pd.DataFrame(
         {"person_id": bounds.index.to_numpy(), start_col: new_start.to_numpy(), end_col: new_end.to_numpy()}
     ).merge(period.drop(columns=[start_col, end_col]).reset_index(), on="person_id", how="left")
