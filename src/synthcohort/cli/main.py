@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "fit": "fit",
     "generate": "generate",
+    "run": "run",
 }
 
 

@@ -13,7 +13,7 @@ from synthcohort.errors import ConfigError
 
 MAX_PATIENTS = 50_000_000
 ENGINES = ("native", "sdv")
-RUN_KEYS = {"workdir", "outdir", "overwrite"}
+RUN_KEYS = {"workdir", "outdir", "overwrite", "validate"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class SourceConfig:
     vocab: str | None = None  # vocabulary source for FHIR (Athena folder, store, database URL)
     cohort_schema: str | None = None  # where the OHDSI cohort table lives (default: the CDM schema)
     password_env: str | None = None  # name of the environment variable holding the password
+    skip_tolerance: int = 0  # FHIR: faulty records accepted before the run fails (all are counted)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class PipelineConfig:
     evaluate: EvaluateConfig
     outputs: tuple[OutputConfig, ...]
     overwrite: bool = False
+    validate: bool = True  # check every output before it is published
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -162,6 +164,7 @@ def from_dict(raw: dict[str, Any], base: Path, where: str = "the pipeline") -> P
             _resolve_paths(_section({"output": o}, "output", OutputConfig, where), base) for o in raw.get("output", [])
         ),
         overwrite=bool(run.get("overwrite", False)),
+        validate=bool(run.get("validate", True)),
         raw=raw,
     )
     _validate(cfg, where)
@@ -203,6 +206,7 @@ def _validate(cfg: PipelineConfig, where: str) -> None:
         raise ConfigError("[model] holdout must be a number strictly between 0 and 1")
     _int(cfg.model.seed, "[model] seed", 0, 2**32 - 1)
     _int(cfg.model.k, "[model] k", 1, 10_000)
+    _int(src.skip_tolerance, "[source] skip_tolerance", 0, 2**62)
     _int(cfg.model.min_leaf, "[model] min_leaf", 5, 10_000)
     _int(cfg.generate.seed, "[generate] seed", 0, 2**32 - 1)
     _int(cfg.evaluate.seed, "[evaluate] seed", 0, 2**32 - 1)
@@ -233,6 +237,8 @@ def _validate(cfg: PipelineConfig, where: str) -> None:
     for section in sections:
         if section.url:
             parse_url(section.url)
+            if section.password_env and section.url.startswith("duckdb:"):
+                raise ConfigError("a DuckDB file has no password: remove password_env from its section")
         env = section.password_env
         if env and env not in os.environ:
             raise ConfigError(

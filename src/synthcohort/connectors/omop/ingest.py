@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import secrets
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ import pyarrow as pa
 from synthcohort import cdm
 from synthcohort.cohort import CohortStore
 from synthcohort.errors import InputError
+from synthcohort.keys import keyed_digest
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ class Ingest:
         self.store = store
         self.con = store.con
         self.report = IngestReport()
-        self._salt = secrets.token_hex(16)
+        # Keyed, not random: the same source gives the same store (reruns are byte-identical), and the
+        # order of store ids still says nothing about source ids without this installation's key.
+        self._salt = keyed_digest(b"synthcohort: person order")
         self._max_year = (today or dt.date.today()).year
         self._persons_done = False
         self.con.execute("CREATE TEMP TABLE _pmap (src BIGINT, id BIGINT, birth DATE, death DATE)")
