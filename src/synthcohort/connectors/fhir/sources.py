@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
@@ -47,7 +47,7 @@ class Source:
 class CappedReader(io.RawIOBase):
     """A stream that fails once more than ``cap`` bytes have been read (decompression bombs)."""
 
-    def __init__(self, inner: IO[bytes], cap: int, also_close: IO[bytes] | None = None) -> None:
+    def __init__(self, inner: IO[bytes], cap: int, also_close: tuple[Any, ...] = ()) -> None:
         self.inner = inner
         self.cap = cap
         self.total = 0
@@ -66,8 +66,8 @@ class CappedReader(io.RawIOBase):
 
     def close(self) -> None:
         self.inner.close()
-        if self.also_close is not None:
-            self.also_close.close()
+        for other in self.also_close:
+            other.close()
         super().close()
 
 
@@ -84,13 +84,16 @@ def _kind(name: str) -> str | None:
     return None
 
 
-def _decoded(raw: Callable[[], IO[bytes]], name: str, limits: Limits) -> Callable[[], IO[bytes]]:
+Opened = tuple[IO[bytes], tuple[Any, ...]]  # a stream, and what to close with it
+
+
+def _decoded(raw: Callable[[], Opened], name: str, limits: Limits) -> Callable[[], IO[bytes]]:
     def opener() -> IO[bytes]:
-        base: IO[bytes] = raw()
+        base, owners = raw()
         if name.lower().endswith(".gz"):
             unzipped: IO[bytes] = gzip.GzipFile(fileobj=base, mode="rb")  # type: ignore[assignment]
-            return io.BufferedReader(CappedReader(unzipped, limits.decompressed_bytes, base), 1 << 20)
-        return io.BufferedReader(CappedReader(base, limits.decompressed_bytes), 1 << 20)
+            return io.BufferedReader(CappedReader(unzipped, limits.decompressed_bytes, (base, *owners)), 1 << 20)
+        return io.BufferedReader(CappedReader(base, limits.decompressed_bytes, owners), 1 << 20)
 
     return opener
 
@@ -121,48 +124,44 @@ def _check_member(name: str, is_link: bool, archive: str) -> None:
 
 
 def _zip_sources(path: Path, limits: Limits) -> list[Source]:
-    zf = zipfile.ZipFile(path)
     out = []
-    for info in zf.infolist():
-        mode = info.external_attr >> 16
-        _check_member(info.filename, stat.S_ISLNK(mode), path.name)
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+    for info in infos:
+        _check_member(info.filename, stat.S_ISLNK(info.external_attr >> 16), path.name)
+    for info in infos:
         kind = _kind(info.filename)
         if info.is_dir() or kind is None:
             continue
-        raw = lambda i=info: zf.open(i)  # noqa: E731
-        out.append(
-            Source(
-                f"{path.name}!{info.filename}",
-                kind,
-                _role(PurePosixPath(info.filename).parts),
-                _decoded(raw, info.filename, limits),
-            )
-        )  # type: ignore[misc]
+
+        def raw(i: zipfile.ZipInfo = info) -> Opened:
+            zf = zipfile.ZipFile(path)
+            return zf.open(i), (zf,)
+
+        role = _role(PurePosixPath(info.filename).parts)
+        out.append(Source(f"{path.name}!{info.filename}", kind, role, _decoded(raw, info.filename, limits)))
     return out
 
 
 def _tar_sources(path: Path, limits: Limits) -> list[Source]:
-    tf = tarfile.open(path)  # noqa: SIM115 - members are opened lazily while reading
     out = []
-    for member in tf.getmembers():
+    with tarfile.open(path) as tf:
+        members = tf.getmembers()
+    for member in members:
         _check_member(member.name, member.issym() or member.islnk() or member.isdev(), path.name)
+    for member in members:
         kind = _kind(member.name)
         if not member.isfile() or kind is None:
             continue
 
-        def raw(m: tarfile.TarInfo = member) -> IO[bytes]:
-            f = tf.extractfile(m)
+        def raw(name: str = member.name) -> Opened:
+            tf = tarfile.open(path)  # noqa: SIM115 - closed with the member's stream
+            f = tf.extractfile(name)
             assert f is not None
-            return f
+            return f, (tf,)
 
-        out.append(
-            Source(
-                f"{path.name}!{member.name}",
-                kind,
-                _role(PurePosixPath(member.name).parts),
-                _decoded(raw, member.name, limits),
-            )
-        )
+        role = _role(PurePosixPath(member.name).parts)
+        out.append(Source(f"{path.name}!{member.name}", kind, role, _decoded(raw, member.name, limits)))
     return out
 
 
@@ -221,7 +220,7 @@ def _file_sources(file: Path, name: str, limits: Limits) -> Iterator[Source]:
     else:
         kind = _kind(lower)
         if kind is not None:
-            raw = lambda: open(file, "rb")  # noqa: E731, SIM115 - the reader closes it
+            raw = lambda: (open(file, "rb"), ())  # noqa: E731, SIM115 - the reader closes it
             yield Source(name, kind, _role(Path(name).parts), _decoded(raw, lower, limits))
 
 
