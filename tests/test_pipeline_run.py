@@ -35,9 +35,9 @@ def pipeline(synthea_1k: Path, folder: Path, outputs: list[dict[str, Any]], **se
     raw: dict[str, Any] = {
         "run": {"workdir": "work", "outdir": "out"},
         "source": {"kind": "omop", "path": str(synthea_1k)},
-        "cohort": {"person_ids": str(person_ids_file(synthea_1k, folder, 160))},
+        "cohort": {"person_ids": str(person_ids_file(synthea_1k, folder, 110))},
         "model": {"seed": 5},
-        "generate": {"n": 40, "seed": 6},
+        "generate": {"n": 30, "seed": 6},
         "evaluate": {"enabled": False},
         "output": outputs,
     }
@@ -103,7 +103,7 @@ def test_interrupt_during_export_leaves_nothing_and_rerun_gives_same_bytes(synth
     def config(out: str) -> Any:
         outputs = [
             {"kind": "omop", "path": f"{out}/csv", "format": "csv"},
-            {"kind": "omop", "path": f"{out}/parquet", "format": "parquet"},
+            {"kind": "fhir", "path": f"{out}/fhir", "format": "ndjson"},
         ]
         places = {"workdir": "work", "outdir": out, "validate": False}  # validation: see the end-to-end test
         return from_dict(pipeline(synthea_1k, tmp_path, outputs, run=places), tmp_path)
@@ -111,8 +111,8 @@ def test_interrupt_during_export_leaves_nothing_and_rerun_gives_same_bytes(synth
     first = run(config("first"))
     assert first.status == "succeeded"
 
-    # Ctrl-C while the second output is written: the first is complete by then, yet nothing may appear
-    bars = _InterruptingBars("export omop", nth=2, after=1)
+    # Ctrl-C while the FHIR output is written: the CSV folder is complete by then, yet nothing may appear
+    bars = _InterruptingBars("export fhir", nth=1, after=1)
     with pytest.raises(KeyboardInterrupt):
         run(config("second"), bars=bars)
     assert bars.fired

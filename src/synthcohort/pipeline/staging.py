@@ -50,7 +50,7 @@ def precheck(output: OutputConfig, overwrite: bool) -> None:
         check_target_dir(Path(output.path), overwrite=overwrite)
     file = duckdb_file(output)
     if file is not None and file.exists() and not overwrite:
-        raise TargetError(f"{file} already exists", "set [run] overwrite = true to replace it, or choose another file")
+        raise TargetError(f"{file} already exists", "pass --overwrite (or set [run] overwrite = true) to replace it")
 
 
 @dataclass
@@ -77,7 +77,7 @@ class Staged:
 @contextlib.contextmanager
 def _staged_duckdb(final: Path, overwrite: bool) -> Iterator[Path]:
     if final.exists() and not overwrite:
-        raise TargetError(f"{final} already exists", "set [run] overwrite = true to replace it")
+        raise TargetError(f"{final} already exists", "pass --overwrite (or set [run] overwrite = true) to replace it")
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
     os.close(fd)
