@@ -7,6 +7,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from synthcohort import __version__, cdm
 from synthcohort.cohort import CohortStore
@@ -56,6 +57,27 @@ class SyntheticWriter:
             self.store.append(name, to_arrow(name, df))
         return len(local)
 
+    def _complete_vocabulary(self, ids: set[int]) -> None:
+        """OMOP's own fixed concepts the store uses (0, type concepts, the CDM version), and a vocabulary row
+        for every vocabulary a concept row names: the store's foreign keys resolve, as a CDM requires."""
+        from synthcohort.connectors.omop.vocabulary import base_concepts
+
+        con = self.store.con
+        base = base_concepts()
+        wanted = base.filter(pc.is_in(base["concept_id"], value_set=pa.array(sorted(ids), pa.int64())))
+        con.register("_base", wanted)
+        try:
+            con.execute(
+                "INSERT INTO concept SELECT * FROM _base WHERE concept_id NOT IN (SELECT concept_id FROM concept)"
+            )
+        finally:
+            con.unregister("_base")
+        con.execute(
+            "INSERT INTO vocabulary (vocabulary_id, vocabulary_name, vocabulary_concept_id) "
+            "SELECT DISTINCT vocabulary_id, vocabulary_id, 0 FROM concept "
+            "WHERE vocabulary_id NOT IN (SELECT vocabulary_id FROM vocabulary) ORDER BY 1"
+        )
+
     def finish(self, vocabulary: pa.Table, ancestors: pd.DataFrame, release_day: int) -> None:
         """Vocabulary rows for the concepts the store uses, and a CDM_SOURCE row naming it synthetic."""
         parts = []
@@ -67,6 +89,7 @@ class SyntheticWriter:
         if vocabulary.num_rows:
             mask = pa.array([cid in ids for cid in vocabulary["concept_id"].to_pylist()])
             self.store.append("concept", vocabulary.filter(mask))
+        self._complete_vocabulary(ids | {CDM_V54_CONCEPT_ID})
         if len(ancestors) and "min_levels_of_separation" in ancestors:
             keep = ancestors["descendant_concept_id"].isin(ids) & ancestors["ancestor_concept_id"].isin(ids)
             self.store.append("concept_ancestor", ancestors[keep])
