@@ -12,7 +12,9 @@ import click
 @click.option("--holdout", default=0.2, show_default=True, type=float, help="Share of persons held out as control.")
 @click.option("--seed", default="0", show_default=True, help="Seed of the split and of the model (a whole number).")
 @click.option("--k", "k", default=11, show_default=True, type=int, help="Concepts held by fewer persons are rolled up.")
-@click.option("--min-leaf", default=20, show_default=True, type=int, help="Smallest group a tree leaf summarises.")
+@click.option(
+    "--min-leaf", default=11, show_default=True, type=int, help="Smallest group of persons a tree leaf summarises."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
 def command(
     cohort: str, output: str, engine: str, holdout: float, seed: str, k: int, min_leaf: int, overwrite: bool

@@ -76,7 +76,7 @@ class Engine:
 
     name: ClassVar[str] = ""
 
-    def __init__(self, *, k: int = 11, holdout: float = 0.2, seed: int = 0, min_leaf: int = 20) -> None:
+    def __init__(self, *, k: int = 11, holdout: float = 0.2, seed: int = 0, min_leaf: int = 11) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= 1000:
             raise ConfigError(f"k must be a whole number from 2 to 1000, not {k!r}")
         if not isinstance(holdout, float | int) or not 0.05 <= float(holdout) <= 0.5:

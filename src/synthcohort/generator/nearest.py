@@ -42,6 +42,7 @@ class NearestGuard:
         self.scale = raw.std(axis=0)
         self.scale[self.scale == 0] = 1.0
         self.train = raw / self.scale
+        self.signatures = set(self._signatures(raw))
         self.index = NearestNeighbors(n_neighbors=2, algorithm="brute").fit(self.train)
         own = self.index.kneighbors(self.train, n_neighbors=2, return_distance=True)[0][:, 1]
         self.threshold = float(np.quantile(own, near_quantile))
@@ -71,6 +72,12 @@ class NearestGuard:
         cols.append(presence)
         return np.hstack(cols)
 
+    def _signatures(self, raw: np.ndarray) -> list[bytes]:
+        """Sex, year of birth and the set of concepts held: equal signatures are treated as copies."""
+        n_demo = len(self.genders) + len(self.races) + len(self.ethnicities) + 1
+        keep = np.r_[0 : len(self.genders), n_demo - 1, raw.shape[1] - len(self.codes) : raw.shape[1]]
+        return [row.tobytes() for row in np.ascontiguousarray(raw[:, keep], dtype=np.float64)]
+
     def chunk_matrix(self, chunk: Chunk) -> np.ndarray:
         persons = chunk["person"].rename(columns={"birth_day": "birth"})
         ids = pd.Index(persons["person_id"])
@@ -86,12 +93,14 @@ class NearestGuard:
             key = df[concept].where(df[concept] != 0, -df[source].fillna(0))
             events[domain] = pd.DataFrame({"person_id": df["person_id"], "code": key.map(self._lookup[domain])})
             totals[domain] = df.groupby("person_id").size().reindex(ids).fillna(0)
-        return self._matrix(persons, visits, events, totals) / self.scale
+        return self._matrix(persons, visits, events, totals)
 
     def too_near(self, chunk: Chunk) -> np.ndarray:
         """Local ids of the chunk's persons that are equal to or too near a training person."""
         if not len(chunk["person"]):
             return np.zeros(0, dtype=np.int64)
-        dist = self.index.kneighbors(self.chunk_matrix(chunk), n_neighbors=1, return_distance=True)[0][:, 0]
+        raw = self.chunk_matrix(chunk)
+        dist = self.index.kneighbors(raw / self.scale, n_neighbors=1, return_distance=True)[0][:, 0]
         near = dist <= max(self.threshold, 1e-9)
+        near |= np.array([sig in self.signatures for sig in self._signatures(raw)], dtype=bool)
         return chunk["person"]["person_id"].to_numpy()[near]

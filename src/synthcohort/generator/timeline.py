@@ -53,19 +53,22 @@ def lay_out(
                 "ethnicity_concept_id": np.asarray(layout.ethnicities)[x[:, 4].astype(np.int64)],
             }
         ),
-        "observation_period": pd.DataFrame(
-            {
-                "person_id": pid,
-                "observation_period_start_date": start,
-                "observation_period_end_date": end,
-                "period_type_concept_id": int(stats["period_type"][0]),
-            }
-        ),
     }
     # Visits: counts per type from the vector, at least one when the person has any event.
     n_types = len(layout.visit_types)
     vt = np.maximum(np.round(x[:, 7 : 7 + n_types]), 0).astype(np.int64)
     code_counts = np.maximum(np.round(x[:, np.asarray(layout.code_vars, dtype=np.int64)]), 0).astype(np.int64)
+    # A domain total above zero with no concept drawn: one concept of the domain, by prevalence
+    # (the total's other events follow it), so that the domain is not left empty.
+    for d, domain in enumerate(EVENT_DOMAINS):
+        cols = np.flatnonzero(stats["code_domain"] == d)
+        if not len(cols):
+            continue
+        empty = np.flatnonzero((x[:, layout.total_vars[domain]] >= 0.5) & (code_counts[:, cols].sum(axis=1) == 0))
+        weights = stats["code_persons"][cols]
+        picked = cols[_choice(np.arange(len(cols)), weights, len(empty), rng)]
+        code_counts[empty, picked] = 1
+        x[empty, np.asarray(layout.timing_vars, dtype=np.int64)[picked]] = rng.random(len(empty))
     needs = (code_counts.sum(axis=1) > 0) & (vt.sum(axis=1) == 0)
     vt[needs, 0] = 1
     n_vis = vt.sum(axis=1)
@@ -73,17 +76,29 @@ def lay_out(
     v_pat = np.repeat(pid, n_vis)
     nv = int(n_vis.sum())
     within = np.arange(nv) - np.repeat(v_start, n_vis)
+    # Gaps drawn from persons of a similar visit rate; the window ends where the model put it
+    # and starts where the gaps lead (not before birth: then the gaps are shrunk to fit).
     edges = stats["gap_edges"]
-    bucket = np.clip(np.searchsorted(edges, np.repeat(n_vis, n_vis), side="right") - 1, 0, len(edges) - 2)
-    gap = np.maximum(_interp(stats["gap_q"][bucket], rng.random(nv)), 0)
+    rate = np.maximum(n_vis - 1, 0) / np.maximum(end - start, 1)
+    bucket = np.clip(np.searchsorted(edges, np.repeat(rate, n_vis), side="right") - 1, 0, len(edges) - 2)
+    gap = stats["gap_q"][bucket, rng.integers(0, stats["gap_q"].shape[1], size=nv)]
     gap[within == 0] = 0.0
     cum = np.cumsum(gap)
     cum = cum - np.repeat(cum[v_start[n_vis > 0]], n_vis[n_vis > 0]) if nv else cum
     total = np.zeros(m)
     total[n_vis > 0] = cum[(v_start + n_vis - 1)[n_vis > 0]]
-    span = (end - start)[v_pat]
-    share = np.divide(cum, total[v_pat], out=np.zeros(nv), where=total[v_pat] > 0)
-    v_day = start[v_pat] + np.round(share * span)
+    room = end - birth
+    squeeze = np.where(total > room, room / np.maximum(total, 1), 1.0)
+    start = np.where(n_vis > 0, end - np.round(total * squeeze), start)
+    v_day = np.minimum(start[v_pat] + np.round(cum * squeeze[v_pat]), end[v_pat])
+    chunk["observation_period"] = pd.DataFrame(
+        {
+            "person_id": pid,
+            "observation_period_start_date": start,
+            "observation_period_end_date": end,
+            "period_type_concept_id": int(stats["period_type"][0]),
+        }
+    )
     v_type_idx = np.repeat(np.tile(np.arange(n_types), m), vt.ravel())
     v_type_idx = v_type_idx[np.lexsort((rng.random(nv), v_pat))]
     dur = np.round(np.maximum(_interp(stats["visit_dur_q"][v_type_idx], rng.random(nv)), 0))

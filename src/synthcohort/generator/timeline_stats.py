@@ -14,7 +14,7 @@ from synthcohort.generator.training import TrainingData
 
 Q21 = np.linspace(0, 1, 21)
 Q101 = np.linspace(0, 1, 101)
-GAP_BUCKETS = 4
+GAP_BUCKETS = 6
 
 
 def _quantiles(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -30,18 +30,29 @@ def _mode(values: pd.Series, default: int = 0) -> int:
 def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     visits = data.visits.sort_values(["person_id", "start"], kind="stable")
-    # Visit rhythm: gaps between consecutive visits divided by the person's mean gap, by visit count.
+    # Visit rhythm: gaps between consecutive visits, by the person's visit rate (visits per day).
     gaps = visits.groupby("person_id")["start"].diff()
+    first = visits.groupby("person_id")["start"].transform("min")
+    last = visits.groupby("person_id")["start"].transform("max")
     n_visits = visits.groupby("person_id")["start"].transform("size")
-    mean_gap = gaps.groupby(visits["person_id"]).transform("mean")
-    norm = (gaps / mean_gap.where(mean_gap > 0)).fillna(0.0)[gaps.notna()]
-    counts = visits.groupby("person_id").size()
-    counts = counts[counts >= 2]
-    edges = np.unique(np.quantile(counts, np.linspace(0, 1, GAP_BUCKETS + 1))) if len(counts) else np.array([2.0])
-    edges[0], edges[-1] = 2, np.inf
-    out["gap_edges"] = edges.astype("float64")
-    bucket = np.clip(np.searchsorted(edges, n_visits[gaps.notna()], side="right") - 1, 0, len(edges) - 2)
-    out["gap_q"] = np.stack([_quantiles(norm.to_numpy()[bucket == b], Q101) for b in range(max(len(edges) - 1, 1))])
+    rate = ((n_visits - 1) / (last - first).clip(lower=1)).to_numpy()
+    person_rate = pd.Series(rate, index=visits["person_id"]).groupby(level=0).first()
+    person_rate = person_rate[visits.groupby("person_id").size() >= 2]
+    edges = np.unique(np.quantile(person_rate, np.linspace(0, 1, GAP_BUCKETS + 1))) if len(person_rate) else [0.0]
+    edges = np.asarray(edges, dtype="float64")
+    edges[0], edges[-1] = 0.0, np.inf
+    if len(edges) < 2:
+        edges = np.array([0.0, np.inf])
+    out["gap_edges"] = edges
+    has = gaps.notna().to_numpy()
+    bucket = np.clip(np.searchsorted(edges, rate[has], side="right") - 1, 0, len(edges) - 2)
+    raw = gaps.to_numpy(dtype="float64")[has]
+    out["gap_q"] = np.stack(
+        [
+            np.quantile(raw[bucket == b], Q101, method="inverted_cdf") if (bucket == b).any() else np.zeros(len(Q101))
+            for b in range(len(edges) - 1)
+        ]
+    )
     dur = (visits["end"] - visits["start"]).clip(lower=0)
     out["visit_dur_q"] = np.stack([_quantiles(dur[visits["concept"] == t].to_numpy(), Q21) for t in visit_types])
     out["visit_type_concept"] = np.array([_mode(visits.loc[visits["concept"] == t, "type"]) for t in visit_types])
@@ -51,6 +62,7 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
     out["code_domain"] = np.array([EVENT_DOMAINS.index(d) for d in data.codes["domain"]], dtype=np.int64)
     out["code_concept"] = data.codes["concept_id"].to_numpy(dtype=np.int64)
     out["code_source"] = data.codes["source_concept_id"].to_numpy(dtype=np.int64)
+    out["code_persons"] = data.codes["persons"].to_numpy(dtype="float64")
     out["dur_null"] = np.ones(n_codes)
     out["dur_q"] = np.zeros((n_codes, len(Q21)))
     out["value_null"] = np.ones(n_codes)
@@ -85,7 +97,9 @@ def check_stats(stats: dict[str, np.ndarray], n_codes: int, n_visit_types: int) 
             stats["gap_q"].shape[1] == len(Q101)
             and len(stats["gap_edges"]) == stats["gap_q"].shape[0] + 1
             and stats["visit_dur_q"].shape == (n_visit_types, len(Q21))
-            and all(len(stats[key]) == n_codes for key in ("code_concept", "dur_null", "value_null", "unit"))
+            and all(
+                len(stats[key]) == n_codes for key in ("code_concept", "code_persons", "dur_null", "value_null", "unit")
+            )
             and stats["dur_q"].shape == (n_codes, len(Q21))
             and stats["value_q"].shape == (n_codes, len(Q101))
         )
