@@ -245,3 +245,16 @@ def test_cli_fit_refuses_bad_seed_and_engine(tmp_path: Path) -> None:
     assert res.exit_code == ConfigError.exit_code
     res = runner.invoke(cli, ["fit", str(tmp_path / "c.duckdb"), "-o", str(tmp_path / "m"), "--engine", "gan"])
     assert res.exit_code == ConfigError.exit_code
+
+
+def test_synthetic_store_passes_every_omop_validity_check(synthetic: Path, tmp_path: Path) -> None:
+    """Quality bar §1: the synthetic store, and its OMOP export, have 0 violations (FKs to concept included)."""
+    from synthcohort.connectors.omop.validate import validate_omop
+
+    store_result = validate_omop(str(synthetic))
+    assert store_result.violations == 0, store_result.by_rule()
+    out = tmp_path / "omop.duckdb"
+    result = CliRunner().invoke(cli, ["export", str(synthetic), "omop", f"duckdb:///{out}"])
+    assert result.exit_code == 0, result.output
+    exported = validate_omop(f"duckdb:///{out}")
+    assert exported.violations == 0, exported.by_rule()

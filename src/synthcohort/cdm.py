@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
 CLINICAL_TABLES = (
     "person",
     "observation_period",
@@ -141,3 +144,13 @@ def cdm_tables() -> dict[str, Table]:
 
 def table(name: str) -> Table:
     return cdm_tables()[name]
+
+
+@cache
+def base_concepts() -> pa.Table:
+    """OMOP's own fixed concepts (No matching concept, genders, races, visit and type concepts, CDM version)."""
+    raw = resources.files("synthcohort.data").joinpath("omop_base_concepts.csv").read_bytes()
+    types = {c.name: pa.int64() if c.type == "integer" else pa.string() for c in table("concept").columns}
+    types.update(valid_start_date=pa.date32(), valid_end_date=pa.date32())
+    opts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+    return pacsv.read_csv(pa.BufferReader(raw), convert_options=opts)

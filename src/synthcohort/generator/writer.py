@@ -60,10 +60,8 @@ class SyntheticWriter:
     def _complete_vocabulary(self, ids: set[int]) -> None:
         """OMOP's own fixed concepts the store uses (0, type concepts, the CDM version), and a vocabulary row
         for every vocabulary a concept row names: the store's foreign keys resolve, as a CDM requires."""
-        from synthcohort.connectors.omop.vocabulary import base_concepts
-
         con = self.store.con
-        base = base_concepts()
+        base = cdm.base_concepts()
         wanted = base.filter(pc.is_in(base["concept_id"], value_set=pa.array(sorted(ids), pa.int64())))
         con.register("_base", wanted)
         try:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-from functools import cache
-from importlib import resources
 from typing import Protocol
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from synthcohort import cdm
+from synthcohort.cdm import base_concepts
 from synthcohort.cohort import CohortStore
 from synthcohort.connectors.omop.ingest import IngestReport
 
@@ -30,17 +28,6 @@ class VocabularySource(Protocol):
     def relationships(self, ids: list[int]) -> pa.Table | None: ...
 
     def vocabularies(self, vocabulary_ids: list[str]) -> pa.Table | None: ...
-
-
-@cache
-def base_concepts() -> pa.Table:
-    """OMOP's own fixed concepts (No matching concept, genders, races, type concepts, CDM version)."""
-    raw = resources.files("synthcohort.data").joinpath("omop_base_concepts.csv").read_bytes()
-    spec = cdm.table("concept")
-    types = {c.name: pa.int64() if c.type == "integer" else pa.string() for c in spec.columns}
-    types.update(valid_start_date=pa.date32(), valid_end_date=pa.date32())
-    opts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
-    return pacsv.read_csv(pa.BufferReader(raw), convert_options=opts)
 
 
 def concept_columns() -> list[tuple[str, str]]:
