@@ -66,6 +66,25 @@ def compile_path(expr: str) -> Getter:
 
         return one
 
+    if len(segments) == 2 and segments[0][1] is None and segments[1][1] is None:
+        first, second = segments[0][0], segments[1][0]
+
+        def two(obj: Any, empty: EmptyCounter) -> list[Any]:
+            if not isinstance(obj, dict):
+                return []
+            head = obj.get(first)
+            if head is None:
+                return []
+            if isinstance(head, dict):
+                value = head.get(second, _MISSING)
+                if value is _MISSING:
+                    return []
+                if not isinstance(value, list) and not _is_empty(value):
+                    return [value]
+            return walk(obj, empty)
+
+        return two
+
     def walk(obj: Any, empty: EmptyCounter) -> list[Any]:
         current = [obj]
         for name, url in segments:

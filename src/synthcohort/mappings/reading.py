@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from synthcohort.mappings.paths import EmptyCounter, Getter, compile_path
+from synthcohort.mappings.paths import EmptyCounter, compile_path
 from synthcohort.mappings.rules import ColumnRule, Condition, ReadRule, code_systems, read_rules_by_resource
 
 # A code worth keeping: printable ASCII without spaces, at most 50 characters (concept_code is varchar(50)).
@@ -54,8 +54,13 @@ def staging_columns(rule_columns: list[ColumnRule]) -> list[tuple[str, str]]:
     return list(out.items())
 
 
-def _path_getter(path: str) -> Callable[[dict[str, Any], Any, Context, EmptyCounter], list[Any]]:
-    """A getter over (resource, item, context): ``.x`` reads the item, ``a->b`` follows a reference."""
+PathFn = Callable[[dict[str, Any], Any, Context, EmptyCounter], list[Any]]
+# A compiled path: (0, getter) reads the resource, (1, getter) the current item, (2, fn) follows a reference.
+CompiledPath = tuple[int, Any]
+
+
+def _path_getter(path: str) -> CompiledPath:
+    """Compile ``path``: ``.x`` reads the item of an ``each`` rule, ``a->b`` follows a reference."""
     relative = path.startswith(".")
     if relative:
         path = path[1:]
@@ -71,19 +76,41 @@ def _path_getter(path: str) -> Callable[[dict[str, Any], Any, Context, EmptyCoun
                     out.extend(get_target(target, empty))
             return out
 
-        return follow
-    get: Getter = compile_path(path)
-    if relative:
-        return lambda resource, item, ctx, empty: get(item, empty)
-    return lambda resource, item, ctx, empty: get(resource, empty)
+        return 2, follow
+    return (1 if relative else 0), compile_path(path)
 
 
-def _condition(c: Condition) -> Callable[[dict[str, Any], Any, Context, EmptyCounter], bool]:
-    get = _path_getter(c.path)
-    values = c.values
-    if values is None:
-        return lambda r, i, ctx, e: bool(get(r, i, ctx, e))
-    return lambda r, i, ctx, e: any(isinstance(v, str) and v in values for v in get(r, i, ctx, e))
+def _get(compiled: CompiledPath, resource: dict[str, Any], item: Any, ctx: Context, empty: EmptyCounter) -> list[Any]:
+    mode, fn = compiled
+    if mode == 0:
+        return fn(resource, empty)  # type: ignore[no-any-return]
+    if mode == 1:
+        return fn(item, empty)  # type: ignore[no-any-return]
+    return fn(resource, item, ctx, empty)  # type: ignore[no-any-return]
+
+
+class _Test:
+    """A compiled condition; tests on the resource (not on an item) are cached per resource."""
+
+    def __init__(self, c: Condition) -> None:
+        self.key = (c.path, c.values)
+        self.path = _path_getter(c.path)
+        self.values = c.values
+        self.cacheable = self.path[0] == 0
+
+    def __call__(
+        self, resource: dict[str, Any], item: Any, ctx: Context, empty: EmptyCounter, cache: dict[Any, bool]
+    ) -> bool:
+        if self.cacheable:
+            hit = cache.get(self.key)
+            if hit is not None:
+                return hit
+        found = _get(self.path, resource, item, ctx, empty)
+        values = self.values
+        result = bool(found) if values is None else any(isinstance(v, str) and v in values for v in found)
+        if self.cacheable:
+            cache[self.key] = result
+        return result
 
 
 def pick_coding(candidates: list[Any], notes: Notes) -> tuple[str, str] | None:
@@ -117,14 +144,19 @@ class _CompiledRule:
     def __init__(self, rule: ReadRule) -> None:
         self.table = rule.table
         self.each = compile_path(rule.each) if rule.each else None
-        self.when = [_condition(c) for c in rule.when]
-        self.unless = [_condition(c) for c in rule.unless]
+        self.when = [_Test(c) for c in rule.when]
+        self.unless = [_Test(c) for c in rule.unless]
         self.columns = [(c, [_path_getter(p) for p in c.paths if p != "@self"]) for c in rule.columns]
 
-    def applies(self, resource: dict[str, Any], item: Any, ctx: Context, empty: EmptyCounter) -> bool:
-        if not all(w(resource, item, ctx, empty) for w in self.when):
-            return False
-        return not (self.unless and all(u(resource, item, ctx, empty) for u in self.unless))
+    def applies(
+        self, resource: dict[str, Any], item: Any, ctx: Context, empty: EmptyCounter, cache: dict[Any, bool]
+    ) -> bool:
+        for w in self.when:
+            if not w(resource, item, ctx, empty, cache):
+                return False
+        if not self.unless:
+            return True
+        return not all(u(resource, item, ctx, empty, cache) for u in self.unless)
 
     def row(self, resource: dict[str, Any], item: Any, ctx: Context, notes: Notes) -> tuple[dict[str, Any], str | None]:
         empty = notes.empty
@@ -135,8 +167,13 @@ class _CompiledRule:
                 row[col.column] = col.const
                 continue
             values: list[Any] = []
-            for g in getters:
-                values = g(resource, item, ctx, empty)
+            for mode, fn in getters:
+                if mode == 0:
+                    values = fn(resource, empty)
+                elif mode == 1:
+                    values = fn(item, empty)
+                else:
+                    values = fn(resource, item, ctx, empty)
                 if values:
                     break
             if kind == "ref":
@@ -175,30 +212,31 @@ class ResourceMapper:
     def __init__(self, rules: tuple[ReadRule, ...]) -> None:
         self.rules = [_CompiledRule(r) for r in rules]
         seen: set[tuple[str, frozenset[str] | None]] = set()
-        skips: list[tuple[Callable[[dict[str, Any], Any, Context, EmptyCounter], bool], str]] = []
+        skips: list[tuple[_Test, str]] = []
         for r in rules:
             for c in r.skip:
                 if (c.path, c.values) not in seen:
                     seen.add((c.path, c.values))
-                    skips.append((_condition(c), c.reason or "status_excluded"))
+                    skips.append((_Test(c), c.reason or "status_excluded"))
         self.skips = skips
 
     def map(self, resource: dict[str, Any], ctx: Context, notes: Notes) -> tuple[list[tuple[str, dict[str, Any]]], str]:
         empty = notes.empty
+        cache: dict[Any, bool] = {}
         for test, reason in self.skips:
-            if test(resource, resource, ctx, empty):
+            if test(resource, resource, ctx, empty, cache):
                 return [], reason
         rows: list[tuple[str, dict[str, Any]]] = []
         for rule in self.rules:
             if rule.each is None:
-                if rule.applies(resource, resource, ctx, empty):
+                if rule.applies(resource, resource, ctx, empty, cache):
                     row, failed = rule.row(resource, resource, ctx, notes)
                     if failed:
                         return [], failed
                     rows.append((rule.table, row))
                 continue
             for item in rule.each(resource, empty):
-                if rule.applies(resource, item, ctx, empty):
+                if rule.applies(resource, item, ctx, empty, cache):
                     row, failed = rule.row(resource, item, ctx, notes)
                     if failed:
                         notes.add(f"{rule.table}_item_{failed}")

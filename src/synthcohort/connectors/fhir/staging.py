@@ -64,7 +64,8 @@ class Stager:
         self.con = store.con
         self.columns: dict[str, list[ColumnRule]] = {}
         self.schema: dict[str, list[tuple[str, str]]] = {}
-        self.buffers: dict[str, dict[str, list[Any]]] = {}
+        self.buffers: dict[str, list[dict[str, Any]]] = {}
+        self.arrow: dict[str, pa.Schema] = {}
         for table, rules in all_rules().items():
             cols: dict[str, ColumnRule] = {}
             for r in rules.read:
@@ -78,7 +79,8 @@ class Stager:
                 ("_seq", "BIGINT"),
             ]
             self.schema[table] = schema
-            self.buffers[table] = {name: [] for name, _ in schema}
+            self.buffers[table] = []
+            self.arrow[table] = pa.schema([(n, _ARROW[t]) for n, t in schema])
             col_sql = ", ".join(f'"{n}" {t}' for n, t in schema)
             self.con.execute(f'CREATE TABLE "_stage_{table}" ({col_sql})')
         self.seq = 0
@@ -87,23 +89,21 @@ class Stager:
         buf = self.buffers[table]
         self.seq += 1
         row["_rtype"], row["_res"], row["_seq"] = rtype, res, self.seq
-        for name, values in buf.items():
-            values.append(row.get(name))
-        if len(buf["_seq"]) >= FLUSH_ROWS:
+        buf.append(row)
+        if len(buf) >= FLUSH_ROWS:
             self._flush(table)
 
     def _flush(self, table: str) -> None:
         buf = self.buffers[table]
-        if not buf["_seq"]:
+        if not buf:
             return
-        arrays = {n: pa.array(buf[n], type=_ARROW[t]) for n, t in self.schema[table]}
-        self.con.register("_batch", pa.table(arrays))
+        batch = pa.Table.from_pylist(buf, schema=self.arrow[table])
+        self.con.register("_batch", batch)
         try:
             self.con.execute(f'INSERT INTO "_stage_{table}" SELECT * FROM _batch')
         finally:
             self.con.unregister("_batch")
-        for values in buf.values():
-            values.clear()
+        buf.clear()
 
     # -- finalize ------------------------------------------------------------------
     def finalize(self, report: RunReport, vocabulary: Vocabulary | None, today: dt.date) -> None:
