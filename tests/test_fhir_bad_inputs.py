@@ -412,3 +412,17 @@ def test_rules_cannot_name_identifying_elements() -> None:
     for path in ("name.family", "identifier.value", "telecom", "address.city", "note.text", "content.attachment"):
         with pytest.raises(RuleError):
             _check_path(path, "test")
+
+
+def test_fractional_seconds_and_offsets_export_with_a_zone(tmp_path: Path) -> None:
+    precise = condition("c1", onsetDateTime="2010-05-06T23:30:00.123456-05:00")
+    extract(tmp_path, ndjson(tmp_path / "in.ndjson", patient(), precise))
+    with CohortStore.open(tmp_path / "store.duckdb") as store:
+        stored = store.con.execute(
+            "SELECT condition_start_date, condition_start_datetime FROM condition_occurrence"
+        ).fetchall()
+        write_fhir(store, tmp_path / "out")
+    assert str(stored[0][0]) == "2010-05-07"  # the UTC date of the instant
+    line = orjson.loads((tmp_path / "out" / "Condition.ndjson").read_bytes())
+    assert line["onsetDateTime"] == "2010-05-07T04:30:00+00:00"
+    assert validate_fhir(tmp_path / "out").ok

@@ -239,6 +239,14 @@ def iter_lines(stream: IO[bytes], cap: int) -> Iterator[tuple[int, bytes | None]
 
 
 def read_capped(stream: IO[bytes], cap: int) -> bytes | None:
-    """The whole stream, or None when it is longer than ``cap``."""
-    data = stream.read(cap + 1)
-    return None if len(data) > cap else data
+    """The whole stream, or None when it is longer than ``cap`` (read in blocks: no cap-sized buffer)."""
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        block = stream.read(1 << 20)
+        if not block:
+            return b"".join(parts)
+        total += len(block)
+        if total > cap:
+            return None
+        parts.append(block)

@@ -121,11 +121,10 @@ def _fhir_strings(table: pa.Table) -> pa.Table:
     for i, f in enumerate(table.schema):
         col = table.column(i)
         if pa.types.is_date(f.type):
-            table = table.set_column(i, f.name, pc.strftime(col.cast(pa.timestamp("s")), format="%Y-%m-%d"))
+            table = table.set_column(i, f.name, pc.strftime(col.cast(pa.timestamp("s"), safe=False), format="%Y-%m-%d"))
         elif pa.types.is_timestamp(f.type):
-            table = table.set_column(
-                i, f.name, pc.strftime(col.cast(pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%S+00:00")
-            )
+            seconds = col.cast(pa.timestamp("s"), safe=False)  # fractions of a second are dropped
+            table = table.set_column(i, f.name, pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%S+00:00"))
     return table
 
 
