@@ -295,4 +295,6 @@ def test_locked_duckdb_source_and_target(tmp_path: Path, synthea_1k_store: Path)
     finally:
         holder.kill()
         holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
     assert not (tmp_path / "out").exists() or nothing_left(tmp_path / "out")
