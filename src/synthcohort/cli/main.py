@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "fit": "fit",
     "generate": "generate",
     "run": "run",
+    "evaluate": "evaluate",
 }
 
 
