@@ -78,7 +78,7 @@ def default_pairs(data: CohortData, k: int = N_DEFAULT_PAIRS) -> list[tuple[str,
         log_or = np.log((a * d) / (b * c))
         se = np.sqrt(1 / a + 1 / b + 1 / c + 1 / d)
         lower = np.where(ok, log_or - 1.96 * se, -np.inf)
-    order = np.argsort(-lower, axis=None)
+    order = np.argsort(-lower, axis=None, kind="stable")
     pairs: list[tuple[str, str]] = []
     for flat in order[:k]:
         i, j = np.unravel_index(flat, lower.shape)

@@ -120,7 +120,9 @@ def _facts(store: CohortStore) -> pd.DataFrame:
         f'CAST(min("{d}") AS DATE) AS first_date FROM "{t}" GROUP BY ALL'
         for dom, (t, cid, sid, d) in DOMAINS.items()
     ]
-    df = _df(store, f"SELECT * FROM ({' UNION ALL '.join(parts)}) WHERE concept <> '0'")
+    df = _df(
+        store, f"SELECT * FROM ({' UNION ALL '.join(parts)}) WHERE concept <> '0' ORDER BY person_id, domain, concept"
+    )
     df["first_date"] = pd.to_datetime(df["first_date"])
     df["domain"] = df["domain"].astype("category")
     return df

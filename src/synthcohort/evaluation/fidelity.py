@@ -40,8 +40,10 @@ def prevalence(data: CohortData) -> pd.Series:
     """Share of persons holding each concept (any domain)."""
     if data.n == 0:
         return pd.Series(dtype=float)
-    held = data.facts.groupby("concept", observed=True)["person_id"].nunique()
-    return (held / data.n).sort_values(ascending=False)
+    held = data.facts.groupby("concept", observed=True)["person_id"].nunique() / data.n
+    # ties broken by concept key, so the concepts chosen never depend on row order
+    frame = pd.DataFrame({"p": held.to_numpy(), "k": held.index.astype(str)}, index=held.index)
+    return frame.sort_values(["p", "k"], ascending=[False, True])["p"]
 
 
 def prevalence_figures(real: CohortData, synth: CohortData) -> dict[str, Any]:
@@ -49,7 +51,7 @@ def prevalence_figures(real: CohortData, synth: CohortData) -> dict[str, Any]:
     common = pr[pr * real.n >= MIN_PATIENTS]
     ps_on = ps.reindex(common.index, fill_value=0.0)
     r = float(np.corrcoef(common.to_numpy(), ps_on.to_numpy())[0, 1]) if len(common) > 2 and ps_on.std() > 0 else 0.0
-    diff = (ps_on - common).sort_values(key=np.abs, ascending=False)
+    diff = (ps_on - common).sort_values(key=np.abs, ascending=False, kind="stable")
     return {
         "concepts_compared": len(common),
         "pearson_r": r,

@@ -33,7 +33,7 @@ def choose_target(real: CohortData) -> str | None:
     first = cond.assign(obs_start=p.reindex(cond["person_id"]).to_numpy())
     later = first[first["first_date"] > first["obs_start"]]
     share = later.groupby("concept", observed=True)["person_id"].nunique() / real.n
-    eligible = share[(share >= 0.10) & (share <= 0.50)].sort_values(ascending=False)
+    eligible = share[(share >= 0.10) & (share <= 0.50)].sort_index().sort_values(ascending=False, kind="stable")
     return str(eligible.index[0]) if len(eligible) else None
 
 
