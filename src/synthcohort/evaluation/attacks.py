@@ -121,7 +121,7 @@ def linkability(
 ) -> dict[str, Any]:
     """Two halves of a patient's attributes, held by two parties: does the synthetic data join them?"""
     cols = list(synth.columns)
-    a_cols = [c for c in cols if c in CATEGORICAL or c == "year_of_birth"]
+    a_cols = [c for c in cols if c in CATEGORICAL or c in ("year_of_birth", "obs_start_year", "obs_days")]
     b_cols = [c for c in cols if c not in a_cols]
     ranges = _ranges([train, control, synth], cols)
 

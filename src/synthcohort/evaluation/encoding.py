@@ -15,13 +15,15 @@ CATEGORICAL = ("gender", "race", "ethnicity")
 
 
 def patient_table(data: CohortData, concepts: list[str]) -> pd.DataFrame:
-    """One row per person: demographics, events per domain, presence of the given concepts."""
+    """One row per person: demographics, observation window, events per domain, presence of the given concepts."""
     p = data.persons
     columns: dict[str, np.ndarray] = {
         "gender": p["gender"].astype(int).to_numpy(),
         "race": p["race"].astype(int).to_numpy(),
         "ethnicity": p["ethnicity"].astype(int).to_numpy(),
         "year_of_birth": p["birth_date"].dt.year.fillna(0).astype(int).to_numpy(),
+        "obs_start_year": p["obs_start"].dt.year.fillna(0).astype(int).to_numpy(),
+        "obs_days": (p["obs_end"] - p["obs_start"]).dt.days.fillna(0).clip(lower=0).to_numpy(dtype=float),
     }
     for dom in COUNT_DOMAINS:
         columns[f"n_{dom}"] = data.domain_counts[dom].to_numpy(dtype=float)
@@ -74,7 +76,7 @@ class Encoder:
 
 def _numeric_transform(name: str, values: np.ndarray) -> np.ndarray:
     # Event counts are heavy-tailed: compare them on a log scale so one busy patient does not set the range.
-    return np.log1p(np.maximum(values, 0)) if name.startswith("n_") else values
+    return np.log1p(np.maximum(values, 0)) if name.startswith("n_") or name == "obs_days" else values
 
 
 def nearest(reference: np.ndarray, queries: np.ndarray, n_features: int, k: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -80,9 +80,15 @@ def default_pairs(data: CohortData, k: int = N_DEFAULT_PAIRS) -> list[tuple[str,
         lower = np.where(ok, log_or - 1.96 * se, -np.inf)
     order = np.argsort(-lower, axis=None, kind="stable")
     pairs: list[tuple[str, str]] = []
-    for flat in order[:k]:
+    seen: set[tuple[float, ...]] = set()
+    for flat in order:
         i, j = np.unravel_index(flat, lower.shape)
-        if np.isfinite(lower[i, j]) and lower[i, j] > 0:
+        if len(pairs) >= k or not (np.isfinite(lower[i, j]) and lower[i, j] > 0):
+            break
+        # drugs always given together (a vaccine schedule) make the same table: one of them is enough
+        cells = (float(j), a[i, j], b[i, j], c[i, j], d[i, j])
+        if cells not in seen:
+            seen.add(cells)
             pairs.append((str(drugs[i]), str(conds[j])))
     return pairs
 

@@ -41,13 +41,14 @@ def _safe(draw: Callable[[], str | None]) -> str | None:
         return None
 
 
-def _bars(ax: Any, labels: list[str], a: list[float], b: list[float]) -> None:
+def _bars(ax: Any, labels: list[str], a: list[float], b: list[float], legend: bool = True) -> None:
     x = np.arange(len(labels))
     ax.bar(x - 0.2, a, 0.4, label="real", color=REAL)
     ax.bar(x + 0.2, b, 0.4, label="synthetic", color=SYNTH)
     ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("share of patients")
-    ax.legend(frameon=False)
+    if legend:
+        ax.legend(frameon=False)
 
 
 def demographics(real: CohortData, synth: CohortData) -> str | None:
@@ -71,6 +72,7 @@ def demographics(real: CohortData, synth: CohortData) -> str | None:
             [names.get(int(v), str(v)) for v in g],
             [float((real.persons["gender"] == v).mean()) for v in g],
             [float((synth.persons["gender"] == v).mean()) for v in g],
+            legend=False,
         )
         axes[1].set_title("Gender", fontsize=10)
         return _png(fig)
@@ -193,7 +195,7 @@ def km_curves(real: CohortData, synth: CohortData, study: dict[str, Any]) -> str
                 )
         ax.set_xlabel("years from start of observation")
         ax.set_ylabel("free of outcome")
-        ax.set_title(f"{study['outcome_name'][:50]}", fontsize=10)
+        ax.set_title(f"{study['exposure_name'][:30]} → {study['outcome_name'][:30]}", fontsize=9)
         ax.legend(frameon=False, fontsize=8)
         return _png(fig)
 

@@ -72,11 +72,22 @@ def _plots(result: EvaluationResult) -> dict[str, Any]:
         "calendar": plots.calendar(train, synth),
         "forest_or": plots.forest(studies, "odds_ratio"),
         "forest_hr": plots.forest(studies, "hazard_ratio"),
-        "km": [plots.km_curves(train, synth, s) for s in studies[:3]],
+        "km": [plots.km_curves(train, synth, s) for s in _distinct_outcomes(studies)[:4]],
         "distances": None,
     }
     if result.distances is not None:
         out["distances"] = plots.distances(result.distances.synth_to_train, result.distances.synth_to_control)
+    return out
+
+
+def _distinct_outcomes(studies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for s in studies:
+        key = tuple(s["outcome"])
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
     return out
 
 
