@@ -48,7 +48,7 @@ def test_unseen_real_patients_pass(eval_stores: dict[str, Path]) -> None:
     f = r.figures["fidelity"]
     assert f["prevalence"]["pearson_r"] > 0.95
     assert f["cooccurrence"]["informative"]["mean_abs_delta_phi"] < 0.12
-    assert r.figures["utility"]["tstr_over_trtr"] > 0.8
+    assert r.figures["utility"]["tstr_over_trtr"] > 0.9
 
 
 def test_shuffled_concepts_collapse(eval_stores: dict[str, Path]) -> None:
@@ -58,8 +58,8 @@ def test_shuffled_concepts_collapse(eval_stores: dict[str, Path]) -> None:
     b_cooc = bad.figures["fidelity"]["cooccurrence"]
     assert b_cooc["informative"]["mean_abs_delta_phi"] > 2 * g_cooc["informative"]["mean_abs_delta_phi"]
     assert b_cooc["all"]["mean_abs_delta_phi"] > 2 * g_cooc["all"]["mean_abs_delta_phi"]
-    assert bad.figures["utility"]["tstr_auc"] < good.figures["utility"]["tstr_auc"] - 0.1
-    assert bad.figures["utility"]["tstr_over_trtr"] < 0.85
+    assert bad.figures["utility"]["tstr_auc"] < good.figures["utility"]["tstr_auc"] - 0.2
+    assert bad.figures["utility"]["tstr_over_trtr"] < 0.75
     # the shuffle keeps every patient's number of events: those figures must not move
     for dom in ("condition", "drug", "measurement"):
         assert bad.figures["fidelity"]["events_per_patient"][dom]["ks"] == 0.0

@@ -36,7 +36,7 @@ class EvaluationConfig:
     gate_overrides: dict[str, float] = field(default_factory=dict)
     accept_risk: str | None = None
     seed: int = 0
-    n_singling_out: int = 500
+    n_singling_out: int = 2000
 
 
 @dataclass

@@ -8,7 +8,7 @@ face the same odds.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -17,69 +17,113 @@ import pandas as pd
 from synthcohort.evaluation.stats import Rate, Risk, residual_risk, wilson
 
 CATEGORICAL = ("gender", "race", "ethnicity")
-Predicate = list[tuple[str, str, float]]  # (column, op, value), op in {"==", "<=", ">="}
+EQ, LE, GE = 0, 1, 2
+MAX_TERMS = 4
 
 
 def _is_categorical(col: str) -> bool:
     return col in CATEGORICAL or col.startswith("has_")
 
 
-def _matches(df: pd.DataFrame, predicate: Predicate) -> int:
-    mask = np.ones(len(df), dtype=bool)
-    for col, op, value in predicate:
-        x = df[col].to_numpy()
-        mask &= (x == value) if op == "==" else (x <= value) if op == "<=" else (x >= value)
-    return int(mask.sum())
+@dataclass
+class Predicates:
+    """A batch of conjunctive predicates: up to MAX_TERMS terms (column, op, value), ``active`` marks used ones."""
+
+    cols: np.ndarray  # [B, MAX_TERMS] int
+    ops: np.ndarray  # [B, MAX_TERMS] int: EQ, LE, GE
+    vals: np.ndarray  # [B, MAX_TERMS] float
+    active: np.ndarray  # [B, MAX_TERMS] bool
+
+    def take(self, idx: np.ndarray) -> Predicates:
+        return Predicates(self.cols[idx], self.ops[idx], self.vals[idx], self.active[idx])
+
+    def __len__(self) -> int:
+        return len(self.cols)
 
 
-def _predicate_from(row: pd.Series, cols: list[str], medians: pd.Series) -> Predicate:
-    pred: Predicate = []
-    for c in cols:
-        v = float(row[c])
-        if _is_categorical(c):
-            pred.append((c, "==", v))
-        else:
-            pred.append((c, "<=", v) if v <= medians[c] else (c, ">=", v))
-    return pred
+def _counts(x: np.ndarray, p: Predicates, block: int = 512) -> np.ndarray:
+    """How many rows of ``x`` each predicate matches."""
+    out = np.zeros(len(p), dtype=int)
+    for start in range(0, len(p), block):
+        q = p.take(np.arange(start, min(start + block, len(p))))
+        mask = np.ones((len(x), len(q)), dtype=bool)
+        for t in range(MAX_TERMS):
+            v = x[:, q.cols[:, t]]
+            ok = np.where(
+                q.ops[:, t] == EQ, v == q.vals[:, t], np.where(q.ops[:, t] == LE, v <= q.vals[:, t], v >= q.vals[:, t])
+            )
+            mask &= ok | ~q.active[:, t]
+        out[start : start + len(q)] = mask.sum(axis=0)
+    return out
+
+
+def _draw(n: int, n_cols: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Columns (distinct within a predicate) and which of the MAX_TERMS slots are used (2-4 of them)."""
+    k = min(MAX_TERMS, n_cols)
+    cols = np.argsort(rng.random((n, n_cols)), axis=1)[:, :k]
+    if k < MAX_TERMS:
+        cols = np.hstack([cols, np.zeros((n, MAX_TERMS - k), dtype=int)])
+    used = rng.integers(min(2, k), k + 1, size=n)
+    active = np.arange(MAX_TERMS)[None, :] < used[:, None]
+    return cols, active
 
 
 def singling_out(
-    train: pd.DataFrame, control: pd.DataFrame, synth: pd.DataFrame, rng: np.random.Generator, n_attacks: int = 500
+    train: pd.DataFrame, control: pd.DataFrame, synth: pd.DataFrame, rng: np.random.Generator, n_attacks: int = 2000
 ) -> dict[str, Any]:
-    """Multivariate predicates that isolate one synthetic patient: do they isolate one real patient too?"""
+    """Multivariate predicates that isolate one synthetic patient: do they isolate one real patient too?
+
+    A predicate takes 2-4 random attributes of a random synthetic patient (equality for categories; for
+    numbers, <= or >= the value, towards the nearer tail). The baseline draws values at random.
+    """
     cols = list(synth.columns)
-    medians = synth.median(numeric_only=True)
-    queries: list[Predicate] = []
-    seen: set[str] = set()
-    for _ in range(n_attacks * 20):
-        if len(queries) >= n_attacks or len(synth) == 0:
+    cat = np.array([_is_categorical(c) for c in cols])
+    xs, xt, xc = (f[cols].to_numpy(dtype=float) for f in (synth, train, control))
+    if len(xs) == 0 or not cols:
+        return _result(residual_risk(wilson(0, 0), wilson(0, 0), wilson(0, 0)), {"queries": 0})
+    medians = np.median(xs, axis=0)
+    kept: list[Predicates] = []
+    seen: set[bytes] = set()
+    n_kept = 0
+    for _ in range(20):
+        if n_kept >= n_attacks:
             break
-        row = synth.iloc[int(rng.integers(len(synth)))]
-        chosen = list(rng.choice(cols, size=min(len(cols), int(rng.integers(2, 5))), replace=False))
-        pred = _predicate_from(row, chosen, medians)
-        key = repr(sorted(pred))
-        if key not in seen and _matches(synth, pred) == 1:
-            seen.add(key)
-            queries.append(pred)
-    baseline_queries = [_random_predicate(synth, cols, rng) for _ in range(max(len(queries), 1))]
+        batch = 4 * n_attacks
+        c, active = _draw(batch, len(cols), rng)
+        rows = xs[rng.integers(len(xs), size=batch)]
+        vals = np.take_along_axis(rows, c, axis=1)
+        ops = np.where(cat[c], EQ, np.where(vals <= medians[c], LE, GE))
+        cand = Predicates(c, ops, vals, active)
+        unique = np.flatnonzero(_counts(xs, cand) == 1)
+        fresh: list[int] = []
+        for i in unique:
+            key = np.concatenate([c[i][active[i]], ops[i][active[i]], vals[i][active[i]]]).tobytes()
+            if key not in seen and n_kept + len(fresh) < n_attacks:
+                seen.add(key)
+                fresh.append(int(i))
+        kept.append(cand.take(np.array(fresh, dtype=int)))
+        n_kept += len(fresh)
+    queries = Predicates(*(np.concatenate([getattr(k, f) for k in kept]) for f in ("cols", "ops", "vals", "active")))
+    base = _random_predicates(xs, cat, max(len(queries), 1), rng)
     n = len(queries)
-    main = wilson(sum(_matches(train, q) == 1 for q in queries), n)
-    ctrl = wilson(sum(_matches(control, q) == 1 for q in queries), n)
-    base = wilson(sum(_matches(train, q) == 1 for q in baseline_queries), len(baseline_queries))
-    return _result(residual_risk(main, ctrl, base), {"queries": n})
+    main = wilson(int((_counts(xt, queries) == 1).sum()), n)
+    ctrl = wilson(int((_counts(xc, queries) == 1).sum()), n)
+    baseline = wilson(int((_counts(xt, base) == 1).sum()), len(base))
+    return _result(residual_risk(main, ctrl, baseline), {"queries": n})
 
 
-def _random_predicate(synth: pd.DataFrame, cols: list[str], rng: np.random.Generator) -> Predicate:
-    chosen = list(rng.choice(cols, size=min(len(cols), int(rng.integers(2, 5))), replace=False))
-    pred: Predicate = []
-    for c in chosen:
-        x = synth[c].to_numpy(dtype=float)
-        if _is_categorical(c):
-            pred.append((c, "==", float(rng.choice(np.unique(x)))))
-        else:
-            v = float(rng.uniform(x.min(), x.max())) if len(x) else 0.0
-            pred.append((c, "<=" if rng.random() < 0.5 else ">=", v))
-    return pred
+def _random_predicates(xs: np.ndarray, cat: np.ndarray, n: int, rng: np.random.Generator) -> Predicates:
+    c, active = _draw(n, len(cat), rng)
+    lo, hi = xs.min(axis=0), xs.max(axis=0)
+    numeric = lo[c] + rng.random(c.shape) * (hi[c] - lo[c])
+    # a category drawn uniformly among the values present in the synthetic column
+    picks = np.empty(c.shape)
+    for j in np.unique(c[cat[c]]):
+        where = (c == j) & cat[c]
+        picks[where] = rng.choice(np.unique(xs[:, j]), size=int(where.sum()))
+    vals = np.where(cat[c], picks, numeric)
+    ops = np.where(cat[c], EQ, np.where(rng.random(c.shape) < 0.5, LE, GE))
+    return Predicates(c, ops, vals, active)
 
 
 def _gower_matrix(df: pd.DataFrame, cols: list[str], ranges: dict[str, float]) -> np.ndarray:

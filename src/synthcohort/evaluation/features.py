@@ -53,6 +53,7 @@ class CohortData:
     event_years: pd.Series  # year -> count of events
     measurement_values: dict[str, np.ndarray] = field(default_factory=dict)
     concept_names: dict[str, str] = field(default_factory=dict)
+    open_ended: dict[str, float] = field(default_factory=dict)  # condition -> share of rows with no end date
 
     @property
     def n(self) -> int:
@@ -72,6 +73,7 @@ class CohortData:
             event_years=self.event_years,
             measurement_values=self.measurement_values,
             concept_names=self.concept_names,
+            open_ended=self.open_ended,
         )
 
 
@@ -89,6 +91,7 @@ def _df(store: CohortStore, sql: str) -> pd.DataFrame:
 
 
 def _persons(store: CohortStore) -> pd.DataFrame:
+    """One row per person, ordered by content (ids are salted per extraction; seeded draws must not see them)."""
     spans = " UNION ALL ".join(
         f'SELECT person_id, min("{d}") lo, max("{d}") hi FROM "{t}" GROUP BY 1'
         for t, _, _, d in [*DOMAINS.values(), ("visit_occurrence", "", "", "visit_start_date")]
@@ -106,7 +109,7 @@ def _persons(store: CohortStore) -> pd.DataFrame:
                CAST(coalesce(op.s, ev.s) AS DATE) AS obs_start, CAST(coalesce(op.e, ev.e) AS DATE) AS obs_end,
                CAST(dd.d AS DATE) AS death_date
         FROM person p LEFT JOIN op USING (person_id) LEFT JOIN ev USING (person_id) LEFT JOIN dd USING (person_id)
-        ORDER BY p.person_id
+        ORDER BY birth_date, gender, race, ethnicity, obs_start, obs_end, death_date, p.person_id
     """
     df = _df(store, sql)
     for col in ("birth_date", "obs_start", "obs_end", "death_date"):
@@ -186,6 +189,17 @@ def top_measurement_concepts(store: CohortStore, k: int = 20) -> list[str]:
     return [str(c) for c in _df(store, sql)["concept"]]
 
 
+def _open_ended(store: CohortStore) -> dict[str, float]:
+    """Per condition, the share of its rows without an end date (chronic conditions stay open)."""
+    t, cid, sid, _ = DOMAINS["condition"]
+    df = _df(
+        store,
+        f"""SELECT {_concept_key(cid, sid)} AS concept, avg(CASE WHEN condition_end_date IS NULL THEN 1 ELSE 0 END) AS s
+            FROM "{t}" GROUP BY 1""",
+    )
+    return dict(zip(df["concept"].astype(str), df["s"].astype(float), strict=True))
+
+
 def _concept_names(store: CohortStore) -> dict[str, str]:
     df = _df(
         store,
@@ -207,6 +221,7 @@ def load(store: CohortStore, name: str, measurement_concepts: list[str] | None =
         diag_to_treat=_diag_to_treat(store),
         event_years=_event_years(store),
         concept_names=_concept_names(store),
+        open_ended=_open_ended(store),
     )
     if measurement_concepts is not None:
         data.measurement_values = measurement_values(store, measurement_concepts)

@@ -21,8 +21,9 @@ MAX_FEATURES = 150
 
 
 def choose_target(real: CohortData) -> str | None:
-    """A common chronic condition: a condition held by 10-50 % of real patients, the most prevalent one.
+    """A common chronic condition: the most prevalent condition held by 10-50 % of real patients.
 
+    Chronic = most of its records have no end date; when none is, the most prevalent condition is used.
     Conditions whose onset falls on the first day of observation for most holders are skipped: they
     leave no history before them to predict from.
     """
@@ -34,15 +35,16 @@ def choose_target(real: CohortData) -> str | None:
     later = first[first["first_date"] > first["obs_start"]]
     share = later.groupby("concept", observed=True)["person_id"].nunique() / real.n
     eligible = share[(share >= 0.10) & (share <= 0.50)].sort_index().sort_values(ascending=False, kind="stable")
+    chronic = [c for c in eligible.index if real.open_ended.get(str(c), 0.0) >= 0.5]
+    if chronic:
+        return str(chronic[0])
     return str(eligible.index[0]) if len(eligible) else None
 
 
-def _design(
-    data: CohortData, target: str, concepts: list[str], rng: np.random.Generator
-) -> tuple[pd.DataFrame, np.ndarray]:
+def _design(data: CohortData, target: str, concepts: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
     """Features known before an index date; the label is the target condition's onset at that date.
 
-    Cases are indexed at onset; non-cases at a random day of their observation (seeded), so both
+    Cases are indexed at onset; non-cases at a pseudo-random day of their observation, so both
     sides see history of a comparable span.
     """
     p = data.persons.reset_index(drop=True)
@@ -51,7 +53,10 @@ def _design(
     start = p["obs_start"].fillna(p["birth_date"])
     end = p["obs_end"].fillna(start)
     span = (end - start).dt.days.fillna(0).clip(lower=0).to_numpy()
-    random_day = start + pd.to_timedelta(np.floor(rng.random(len(p)) * (span + 1)), unit="D")
+    # a pseudo-random day drawn from the person's own dates, so it does not depend on ids or row order
+    key = pd.util.hash_pandas_object(p[["birth_date", "obs_start", "obs_end", "gender"]], index=False).to_numpy()
+    frac = (key % np.uint64(1_000_003)).astype(float) / 1_000_003
+    random_day = start + pd.to_timedelta(np.floor(frac * (span + 1)), unit="D")
     index = onset.reindex(p["person_id"]).reset_index(drop=True).fillna(random_day)
     y = p["person_id"].isin(onset.index).to_numpy().astype(int)
     idx_of = pd.Series(index.to_numpy(), index=p["person_id"].to_numpy())
@@ -100,10 +105,10 @@ def utility(
     rng = np.random.default_rng(seed)
     prev = prevalence(train)
     concepts = [c for c in prev.index if c != target][:MAX_FEATURES]
-    X_tr, y_tr = _design(train, target, concepts, rng)
-    X_sy, y_sy = _design(synth, target, concepts, rng)
+    X_tr, y_tr = _design(train, target, concepts)
+    X_sy, y_sy = _design(synth, target, concepts)
     if test is not None and test.n:
-        X_te, y_te = _design(test, target, concepts, rng)
+        X_te, y_te = _design(test, target, concepts)
         test_label = "control"
     else:
         cut = rng.random(len(y_tr)) < 0.3
