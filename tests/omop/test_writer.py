@@ -1,0 +1,140 @@
+"""OMOP writers: folders appear atomically, databases in one transaction, non-empty targets refused, CDM_SOURCE."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from synthcohort.cli.main import cli
+from synthcohort.cohort import CohortStore
+from synthcohort.connectors.omop import writer
+from synthcohort.connectors.omop.validate import validate_omop
+from synthcohort.connectors.omop.writer import write_omop
+from synthcohort.errors import TargetError
+
+
+def export(store: Path, target: str, *extra: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["export", str(store), "omop", target, *extra])
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def synthetic_store(tmp_path_factory: pytest.TempPathFactory, eunomia_store: Path) -> Path:
+    """A copy of the Eunomia store labelled synthetic (the writer only reads the label)."""
+    path = tmp_path_factory.mktemp("syn") / "synthetic.duckdb"
+    shutil.copy(eunomia_store, path)
+    with CohortStore.open(path, read_only=False) as store:
+        store.set_meta("kind", "synthetic")
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_folder_written_and_valid(fmt: str, synthetic_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "omop"
+    code, output = export(synthetic_store, str(out), "--format", fmt)
+    assert code == 0, output
+    with CohortStore.open(synthetic_store) as store:
+        counts = store.counts()
+    files = {p.stem: p for p in out.iterdir()}
+    assert set(files) == set(writer.WRITE_ORDER)
+    con = duckdb.connect()
+    reader = "read_parquet" if fmt == "parquet" else "read_csv"
+    for name, path in files.items():
+        n = con.execute(f"SELECT count(*) FROM {reader}(?)", [str(path)]).fetchall()[0][0]
+        assert n == (1 if name == "cdm_source" else counts[name]), name
+    source = con.execute(
+        f"SELECT cdm_source_name, source_description, cdm_etl_reference FROM {reader}(?)", [str(files["cdm_source"])]
+    ).fetchall()[0]
+    assert "synthetic" in source[0] and source[1].startswith("SYNTHETIC DATA") and "fingerprint sha256:" in source[2]
+    result = validate_omop(str(out))
+    for rule in ("primary_key_unique", "required_not_null", "foreign_key_resolves", "cdm_source_filled"):
+        assert result.by_rule()[rule] == 0, rule
+    code, output = export(synthetic_store, str(out), "--format", fmt)
+    assert code == 5 and "not empty" in output
+    code, output = export(synthetic_store, str(out), "--format", fmt, "--overwrite")
+    assert code == 0, output
+
+
+def _failing_after(n: int) -> object:
+    real = writer.iter_tables
+
+    def iter_tables(store: CohortStore, chunk_persons: int = 10_000) -> Iterator[tuple[str, pa.Table]]:
+        for i, item in enumerate(real(store, chunk_persons)):
+            if i == n:
+                raise OSError(28, "No space left on device")
+            yield item
+
+    return iter_tables
+
+
+def test_failed_folder_write_leaves_nothing(
+    synthetic_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("synthcohort.connectors.omop.folder_writer.iter_tables", _failing_after(5))
+    with CohortStore.open(synthetic_store) as store, pytest.raises(TargetError):
+        write_omop(store, str(tmp_path / "omop"), fmt="parquet")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_duckdb_write_leaves_nothing(
+    synthetic_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("synthcohort.connectors.omop.sql_writer.iter_tables", _failing_after(5))
+    with CohortStore.open(synthetic_store) as store, pytest.raises(OSError):
+        write_omop(store, f"duckdb:///{tmp_path / 'out.duckdb'}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_duckdb_target_refuse_overwrite_append(synthetic_store: Path, tmp_path: Path) -> None:
+    target = f"duckdb:///{tmp_path / 'out.duckdb'}"
+    assert export(synthetic_store, target)[0] == 0
+    code, output = export(synthetic_store, target)
+    assert code == 5 and "--overwrite" in output
+    assert export(synthetic_store, target, "--overwrite")[0] == 0
+    assert export(synthetic_store, target, "--append")[0] == 0
+    with CohortStore.open(synthetic_store) as store:
+        counts = store.counts()
+    con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*), count(DISTINCT person_id), max(person_id) FROM person").fetchall() == [
+        (2 * counts["person"],) * 3
+    ]
+    assert con.execute("SELECT count(*) FROM concept").fetchall() == [(counts["concept"],)]
+    assert con.execute("SELECT count(*) FROM cdm_source").fetchall() == [(2,)]
+    con.close()
+    result = validate_omop(str(tmp_path / "out.duckdb"))
+    for rule in ("primary_key_unique", "required_not_null", "foreign_key_resolves"):
+        assert result.by_rule()[rule] == 0, rule
+
+
+@pytest.mark.postgres
+def test_failed_postgres_write_rolls_back(
+    synthetic_store: Path, pg_schema: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, schema = pg_schema
+    monkeypatch.setattr("synthcohort.connectors.omop.sql_writer.iter_tables", _failing_after(8))
+    with CohortStore.open(synthetic_store) as store, pytest.raises(OSError):
+        write_omop(store, url, schema=schema)
+    engine = sa.create_engine(url)
+    with engine.connect() as con:
+        tables = con.execute(
+            sa.text("SELECT count(*) FROM information_schema.tables WHERE table_schema = :s"), {"s": schema}
+        ).scalar()
+    engine.dispose()
+    assert tables == 0
+
+
+@pytest.mark.postgres
+def test_postgres_append_and_validate(synthetic_store: Path, pg_schema: tuple[str, str]) -> None:
+    url, schema = pg_schema
+    assert export(synthetic_store, url, "--schema", schema)[0] == 0
+    assert export(synthetic_store, url, "--schema", schema, "--append")[0] == 0
+    result = CliRunner().invoke(cli, ["validate", "omop", url, "--schema", schema])
+    for rule in ("primary_key_unique", "required_not_null", "foreign_key_resolves", "cdm_source_filled"):
+        assert f"ok   {rule}" in result.output, result.output
