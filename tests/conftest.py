@@ -73,3 +73,16 @@ def pg_schema() -> Iterator[tuple[str, str]]:
         with engine.begin() as con:
             con.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _installation_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests use a key of their own, never the user's ~/.config/synthcohort/installation.key."""
+    if os.environ.get("SYNTHCOHORT_KEY_FILE"):
+        yield
+        return
+    os.environ["SYNTHCOHORT_KEY_FILE"] = str(tmp_path_factory.mktemp("key") / "installation.key")
+    try:
+        yield
+    finally:
+        os.environ.pop("SYNTHCOHORT_KEY_FILE", None)

@@ -84,3 +84,29 @@ def test_symlinked_model_file_refused(tmp_path: Path) -> None:
     os.symlink(signature_path(real), signature_path(link))
     with pytest.raises(ModelError, match="symbolic link"):
         load_signed(link)
+
+
+def test_damaged_key_file_is_a_clear_error(tmp_path: Path) -> None:
+    from synthcohort.errors import ConfigError
+    from synthcohort.keys import installation_key
+
+    key = tmp_path / "keys" / "installation.key"
+    key.parent.mkdir()
+    key.write_text("not hex at all")
+    with pytest.raises(ConfigError, match="damaged"):
+        installation_key()
+
+
+def test_key_created_once_when_processes_race(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = "from synthcohort.keys import installation_key; print(installation_key().hex())"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(4)
+    ]
+    keys = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert len(keys) == 1 and len(next(iter(keys))) == 64
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["installation.key"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import random
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -13,8 +15,22 @@ PERSONS = 60
 VISITS_EACH = 5
 
 
-def write_omop_csv(folder: Path, persons: int = 40) -> Path:
-    """An OMOP CSV folder: persons with a hospital id in person_source_value, visits, conditions, a note."""
+CONDITIONS = (201826, 320128, 4329847, 255573, 317576, 432867, 80180, 313217, 436659, 257012)
+_CONCEPTS = [
+    (8507, "MALE", "Gender", "Gender", "Gender", "M"),
+    (8532, "FEMALE", "Gender", "Gender", "Gender", "F"),
+    (9201, "Inpatient Visit", "Visit", "Visit", "Visit", "IP"),
+    (9202, "Outpatient Visit", "Visit", "Visit", "Visit", "OP"),
+    (9203, "Emergency Room Visit", "Visit", "Visit", "Visit", "ER"),
+    (32817, "EHR", "Type Concept", "Type Concept", "Type Concept", "OMOP4976890"),
+    *((c, f"condition {c}", "Condition", "SNOMED", "Clinical Finding", str(100000 + c)) for c in CONDITIONS),
+]
+
+
+def write_omop_csv(folder: Path, persons: int = 40, seed: int = 7) -> Path:
+    """An OMOP CSV folder of varied persons (seeded), with a hospital id in person_source_value and free text
+    in visit/condition source values and a note: the canaries no output may carry."""
+    rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     person = [
         "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth,race_concept_id,"
@@ -32,18 +48,36 @@ def write_omop_csv(folder: Path, persons: int = 40) -> Path:
         "condition_occurrence_id,person_id,condition_concept_id,condition_start_date,condition_type_concept_id,"
         "condition_source_value,visit_occurrence_id"
     ]
+    vid = cid = 0
     for i in range(1, persons + 1):
-        gender = 8507 if i % 2 else 8532
+        male = rng.random() < 0.5
         person.append(
-            f"{i},{gender},{1940 + i % 50},{1 + i % 12},{1 + i % 28},0,0,{CANARY_PATIENT}-{i},{'M' if i % 2 else 'F'}"
+            f"{i},{8507 if male else 8532},{rng.randint(1935, 2000)},{rng.randint(1, 12)},{rng.randint(1, 28)},"
+            f"0,0,{CANARY_PATIENT}-{i},{'M' if male else 'F'}"
         )
         period.append(f"{i},{i},2010-01-01,2020-12-31,32817")
-        visit.append(f"{i},{i},9202,2015-0{1 + i % 9}-10,2015-0{1 + i % 9}-10,32817,{CANARY_NOTE}")
-        cond.append(f"{i},{i},{201826 if i % 3 else 320128},2015-0{1 + i % 9}-10,32817,{CANARY_NOTE},{i}")
+        day = dt.date(2010, 2, 1)
+        for _ in range(rng.randint(1, 6)):
+            day += dt.timedelta(days=rng.randint(5, 500))
+            if day > dt.date(2020, 12, 1):
+                break
+            vid += 1
+            end = day + dt.timedelta(days=rng.choice((0, 0, 0, 1, 3)))
+            kind = rng.choice((9202, 9202, 9202, 9201, 9203))
+            visit.append(f"{vid},{i},{kind},{day},{end},32817,{CANARY_NOTE}")
+            for _ in range(rng.randint(0, 3)):
+                cid += 1
+                cond.append(f"{cid},{i},{rng.choice(CONDITIONS)},{day},32817,{CANARY_NOTE},{vid}")
+    concept = [
+        "concept_id,concept_name,domain_id,vocabulary_id,concept_class_id,standard_concept,concept_code,"
+        "valid_start_date,valid_end_date,invalid_reason"
+    ]
+    concept += [f"{c},{n},{d},{v},{k},S,{code},1970-01-01,2099-12-31," for c, n, d, v, k, code in _CONCEPTS]
     (folder / "person.csv").write_text("\n".join(person) + "\n")
     (folder / "observation_period.csv").write_text("\n".join(period) + "\n")
     (folder / "visit_occurrence.csv").write_text("\n".join(visit) + "\n")
     (folder / "condition_occurrence.csv").write_text("\n".join(cond) + "\n")
+    (folder / "concept.csv").write_text("\n".join(concept) + "\n")
     (folder / "note.csv").write_text(f"note_id,person_id,note_text\n1,1,{CANARY_NOTE}\n")
     return folder
 

@@ -6,7 +6,14 @@ Case -> test (where another module already covers it):
   29 existing non-empty folder            -> tests/test_outputs.py::test_non_empty_dir_refused_unless_overwrite,
                                              tests/test_extract_omop_csv.py::test_existing_output_refused
   29 read-only folder, disk full          -> here (store building) and test_outputs.py::test_disk_full_fails_cleanly
-  31 n=0, n=10**9, NaN, seed as text      -> tests/test_pipeline_config.py::test_bad_values_refused_before_any_work
+  30 another tool/format/CDM version      -> tests/test_generator.py::test_model_of_another_version_or_altered_is_refused
+  30 tampered with checksums rewritten    -> here: test_tampered_model_with_rewritten_checksums_refused (pickle in an
+                                             array, NaN, negative, out-of-range, unknown engine, ../ file entry)
+  30 pickled (SDV) model unsigned/altered -> tests/test_signing.py
+  31 n=0, n=10**9, NaN, seed as text      -> tests/test_pipeline_config.py::test_bad_values_refused_before_any_work,
+                                             tests/test_generator.py::test_cli_generate_refuses_bad_input_before_reading
+  32 SIGINT during fit/generate/export    -> tests/bad_inputs/test_interrupts.py; same seed, same bytes:
+                                             tests/bad_inputs/test_determinism.py
   neighbour: an unforeseen fault          -> here: exit 70, no traceback, no data in the message
 """
 
@@ -89,3 +96,83 @@ def test_unforeseen_fault_shows_no_data(omop_csv: Path, tmp_path: Path, monkeypa
         assert CANARY_PATIENT not in text and CANARY_NOTE not in text and "Traceback" not in result.output
     assert "test_config_model_export.py" in log.read_text()  # the code location is recorded for a report
     assert not (tmp_path / "c.duckdb").exists() and leftovers(tmp_path) == []
+
+
+# -- 30: model folders from elsewhere ------------------------------------------------------------------------------
+# The generator's suite covers another tool/format/CDM version and an altered file with its checksum left as it
+# was (tests/test_generator.py::test_model_of_another_version_or_altered_is_refused). Checksums in model.json are
+# not secret, so here the tampering also rewrites them: the value checks behind them must still refuse the model.
+
+
+def _rehash(model: Path) -> None:
+    import hashlib
+    import json
+
+    manifest = json.loads((model / "model.json").read_text())
+    for name in manifest["files"]:
+        manifest["files"][name] = hashlib.sha256((model / name).read_bytes()).hexdigest()
+    (model / "model.json").write_text(json.dumps(manifest))
+
+
+def _tamper_npz(model: Path, key: str, value: object) -> None:
+    import numpy as np
+
+    with np.load(model / "native.npz", allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays[key] = value  # type: ignore[assignment]
+    with (model / "native.npz").open("wb") as fh:
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+
+
+def _tamper_json(model: Path, name: str, edit: object) -> None:
+    import json
+
+    data = json.loads((model / name).read_text())
+    edit(data)  # type: ignore[operator]
+    (model / name).write_text(json.dumps(data))
+
+
+class _Boom:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("touch /tmp/synthcohort-model-pwned",))
+
+
+TAMPERINGS = {
+    "pickled object array": lambda m: _tamper_npz(m, "quota", __import__("numpy").array([_Boom()], dtype=object)),
+    "negative quota": lambda m: _tamper_npz(m, "quota", -__import__("numpy").ones((2, 19))),
+    "NaN statistics": lambda m: _tamper_npz(m, "s_gap_q", __import__("numpy").full((1, 101), float("nan"))),
+    "unknown variable kind": lambda m: _tamper_json(m, "layout.json", lambda d: d["variables"][0].update(kind="code")),
+    "variable given out of range": lambda m: _tamper_json(
+        m, "layout.json", lambda d: d["variables"][0].update(given=10_000)
+    ),
+    "unknown engine": lambda m: _tamper_json(m, "model.json", lambda d: d.update(engine="os.system")),
+    "file outside the folder": lambda m: _tamper_json(m, "model.json", lambda d: d["files"].update({"../x": "0"})),
+    "params out of range": lambda m: _tamper_json(m, "model.json", lambda d: d["params"].update(k=-1)),
+    "missing ref_day": lambda m: _tamper_json(m, "model.json", lambda d: d["record"].pop("ref_day")),
+}
+
+
+@pytest.mark.parametrize("how", sorted(TAMPERINGS))
+def test_tampered_model_with_rewritten_checksums_refused(
+    small_model: tuple[Path, Path], tmp_path: Path, how: str
+) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(small_model[1], model)
+    TAMPERINGS[how](model)
+    if how != "file outside the folder":
+        _rehash(model)
+    out = tmp_path / "synth.duckdb"
+    result = CliRunner().invoke(cli, ["generate", str(model), "-n", "10", "-o", str(out)])
+    assert result.exit_code == 6, result.output
+    assert "model" in result.output and "Traceback" not in result.output
+    assert not out.exists() and leftovers(tmp_path) == []
+    assert not Path("/tmp/synthcohort-model-pwned").exists()
+
+
+def test_missing_or_non_model_folder_refused(tmp_path: Path) -> None:
+    for model in (tmp_path / "absent", tmp_path):
+        result = CliRunner().invoke(cli, ["generate", str(model), "-n", "10", "-o", str(tmp_path / "s.duckdb")])
+        assert result.exit_code == 6 and "model" in result.output
+    assert not (tmp_path / "s.duckdb").exists()

@@ -20,10 +20,17 @@ def command(
     cohort: str, output: str, engine: str, holdout: float, seed: str, k: int, min_leaf: int, overwrite: bool
 ) -> None:
     """Fit a generator on a cohort store; the control set is written beside it (COHORT.control.duckdb)."""
+    from pathlib import Path
+
     from synthcohort.cli.progress import progress_bar
     from synthcohort.cli.seeds import parse_seed
+    from synthcohort.errors import TargetError
     from synthcohort.generator import engine_class
 
+    out = Path(output)
+    if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
+        # Checked before the fit, not after it: no long run ends in a refusal with the split stores written.
+        raise TargetError(f"{output} already exists", "choose another model folder or pass --overwrite")
     cls = engine_class(engine)
     model = cls(k=k, holdout=holdout, seed=parse_seed(seed), min_leaf=min_leaf)
     with progress_bar("fit", unit="steps") as bar:

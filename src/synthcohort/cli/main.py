@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import traceback
 from typing import Any
@@ -74,6 +75,8 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: bool, log_file: str | None) -> None:
     """Synthetic patient cohorts from OMOP CDM and FHIR R4 data, with measured fidelity and risk."""
+    # Everything the tool writes (stores, models, exports, logs) is readable by its owner only.
+    os.umask(0o077)
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:

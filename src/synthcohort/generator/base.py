@@ -24,7 +24,7 @@ from synthcohort.generator import modelfile, rules
 from synthcohort.generator import where as where_mod
 from synthcohort.generator.chunk import DATES, Chunk, select_persons
 from synthcohort.generator.safeguards import year_of
-from synthcohort.generator.split import split_cohort, store_fingerprint
+from synthcohort.generator.split import split_cohort, split_paths, store_fingerprint
 from synthcohort.generator.training import TrainingData, load_training
 from synthcohort.generator.writer import SyntheticWriter
 
@@ -56,6 +56,14 @@ def load_model(directory: str | Path) -> Engine:
     if not isinstance(name, str) or name not in ENGINES:
         raise ModelError(f"the model in {directory} names an unknown engine {name!r}", "fit the model again")
     return engine_class(name)._from_dir(Path(directory), manifest)
+
+
+def _stat_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def check_seed(seed: object) -> int:
@@ -117,11 +125,19 @@ class Engine:
     def fit(self, cohort: str | Path, progress: Progress | None = None) -> Engine:
         """Split off the control set, apply the pre-fit safeguards, learn."""
         cohort = Path(cohort)
-        split = split_cohort(cohort, self.params["holdout"], self.params["seed"])
-        with CohortStore.open(split.train) as store:
-            data = load_training(store, self.params["k"])
-        rng = np.random.default_rng(np.random.SeedSequence([self.params["seed"], 1]))
-        self._fit(data, rng, progress)
+        before = {p: _stat_key(p) for p in split_paths(cohort)}
+        try:
+            split = split_cohort(cohort, self.params["holdout"], self.params["seed"])
+            with CohortStore.open(split.train) as store:
+                data = load_training(store, self.params["k"])
+            rng = np.random.default_rng(np.random.SeedSequence([self.params["seed"], 1]))
+            self._fit(data, rng, progress)
+        except BaseException:
+            # An interrupted or failed fit leaves no copy of real data behind: the stores it wrote go.
+            for path, key in before.items():
+                if _stat_key(path) != key:
+                    path.unlink(missing_ok=True)
+            raise
         self.vocabulary = data.vocabulary
         self.ancestors = data.ancestors.to_pandas()
         self.ref_day = data.ref_day
@@ -165,7 +181,8 @@ class Engine:
             engine.ancestors = pq.read_table(directory / "ancestors.parquet").to_pandas()
             engine.record["model_dir"] = str(directory.resolve())
             engine._load(directory, dict(manifest["engine_info"]))
-        except (KeyError, TypeError, ValueError, OSError) as exc:
+        except (KeyError, TypeError, ValueError, OSError, ConfigError) as exc:
+            # Parameters out of range in a model folder mean a damaged model, not a bad command line.
             raise ModelError(f"the model in {directory} is malformed ({exc})", "fit the model again") from None
         engine.fitted = True
         return engine

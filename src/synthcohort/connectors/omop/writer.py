@@ -31,10 +31,15 @@ class WriteResult:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+# Meta keys that name where or when a run happened, not what it made: left out of the fingerprint so the
+# same inputs and seeds give the same bytes in any folder.
+_PLACE_AND_TIME = frozenset({"extraction_report", "created_at", "model_dir", "train_store", "control_store"})
+
+
 def fingerprint(store: CohortStore) -> str:
-    """A digest of the store's metadata and row counts: names a run without revealing anything in it."""
-    meta = {k: v for k, v in store.meta().items() if k != "extraction_report"}
-    payload = json.dumps({"meta": meta, "counts": store.counts()}, sort_keys=True, default=str)
+    """A digest of the store's content and metadata: names a run's result without revealing anything in it."""
+    meta = {k: v for k, v in store.meta().items() if k not in _PLACE_AND_TIME}
+    payload = json.dumps({"meta": meta, "content": store.content_digest()}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
