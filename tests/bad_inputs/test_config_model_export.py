@@ -6,7 +6,7 @@ Case -> test (where another module already covers it):
   29 existing non-empty folder            -> tests/test_outputs.py::test_non_empty_dir_refused_unless_overwrite,
                                              tests/test_extract_omop_csv.py::test_existing_output_refused
   29 read-only folder, disk full          -> here (store building) and test_outputs.py::test_disk_full_fails_cleanly
-  30 another tool/format/CDM version      -> tests/test_generator.py::test_model_of_another_version_or_altered_is_refused
+  30 another tool/format/CDM version      -> test_generator.py::test_model_of_another_version_or_altered_is_refused
   30 tampered with checksums rewritten    -> here: test_tampered_model_with_rewritten_checksums_refused (pickle in an
                                              array, NaN, negative, out-of-range, unknown engine, ../ file entry)
   30 pickled (SDV) model unsigned/altered -> tests/test_signing.py
