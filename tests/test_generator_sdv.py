@@ -52,6 +52,37 @@ def test_sdv_engine_fits_samples_and_obeys_rules(synthea_1k_store: Path, tmp_pat
         ).fetchall()[0][0]
         assert bad == 0, table
     s.close()
+    _pickle_loads_only_when_signed(tmp_path / "m", tmp_path)
+
+
+def _pickle_loads_only_when_signed(model: Path, tmp_path: Path) -> None:
+    """SDV's file is a pickle: refused unsigned or altered, even when the manifest checksums are rewritten."""
+    import hashlib
+    import json
+
+    from synthcohort.errors import ModelError
+
+    def rehash(folder: Path, drop: str | None = None) -> None:
+        manifest = json.loads((folder / "model.json").read_text())
+        manifest["files"] = {
+            name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in manifest["files"] if name != drop
+        }
+        (folder / "model.json").write_text(json.dumps(manifest))
+
+    assert (model / "sdv_hma.pkl.sig").is_file()
+    unsigned = tmp_path / "unsigned"
+    shutil.copytree(model, unsigned)
+    (unsigned / "sdv_hma.pkl.sig").unlink()
+    rehash(unsigned, drop="sdv_hma.pkl.sig")
+    with pytest.raises(ModelError, match="not signed"):
+        load_model(unsigned)
+    altered = tmp_path / "altered"
+    shutil.copytree(model, altered)
+    with (altered / "sdv_hma.pkl").open("ab") as fh:
+        fh.write(b"\x00")
+    rehash(altered)
+    with pytest.raises(ModelError, match="altered after it was signed"):
+        load_model(altered)
 
 
 def test_sdv_engine_without_sdv_names_the_pip_line(

@@ -59,6 +59,12 @@ def sign_bytes(data: bytes, path: str | os.PathLike[str], key: bytes | None = No
     return sig
 
 
+def sign_file(path: str | os.PathLike[str], key: bytes | None = None) -> Path:
+    """Sign a file another library has just written (its bytes are read back and signed as they are)."""
+    target = Path(path)
+    return sign_bytes(_read(target, "model file"), target, key)
+
+
 def verified_bytes(path: str | os.PathLike[str], key: bytes | None = None) -> bytes:
     """The bytes of ``path`` once its signature checks out; a :class:`ModelError` saying why otherwise.
 

@@ -13,9 +13,10 @@ Its output therefore passes through the same after-sample safeguards as the nati
 dates moved into the person's life and observation period, observation periods made from the
 span of the events, persons too near a training person replaced.
 
-Its model folder holds SDV's own file, a cloudpickle: it is loaded only after its checksum
-matches the manifest written with it. Rare concepts are rolled up or dropped before fitting,
-values clipped and ages top-coded, as for every engine.
+Its model folder holds SDV's own file, a cloudpickle: it is signed with this installation's key
+(HMAC beside the file, key kept outside the model) and loaded only when the signature checks out,
+so an unsigned, altered or foreign pickle is refused before it is unpickled. Rare concepts are
+rolled up or dropped before fitting, values clipped and ages top-coded, as for every engine.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthcohort.errors import DependencyMissing
+from synthcohort.errors import DependencyMissing, ModelError
 from synthcohort.generator.base import Engine, Progress
 from synthcohort.generator.chunk import EPOCH, Chunk
 from synthcohort.generator.safeguards import year_of
@@ -212,15 +213,30 @@ class SDVEngine(Engine):
         return chunk
 
     def _save(self, directory: Path) -> dict[str, Any]:
+        from synthcohort.signing import sign_file
+
         self.synthesizer.save(str(directory / MODEL_FILE))
+        sign_file(directory / MODEL_FILE)
         self.codes.to_parquet(directory / "codes.parquet", index=False)
         return {"n_train": self.n_train}
 
     def _load(self, directory: Path, info: dict[str, Any]) -> None:
         _sdv()
-        from sdv.utils import load_synthesizer
+        from synthcohort.signing import load_signed
 
-        # The manifest's checksum of this file was verified before we got here.
-        self.synthesizer = load_synthesizer(str(directory / MODEL_FILE))
+        # Unpickled only after its HMAC checks out; the checksum in the manifest alone proves nothing.
+        self.synthesizer = load_signed(directory / MODEL_FILE)
+        try:
+            from sdv.utils.utils import check_synthesizer_version
+        except ImportError:  # older or newer SDV without the check
+            pass
+        else:
+            try:
+                check_synthesizer_version(self.synthesizer)
+            except Exception as exc:
+                raise ModelError(
+                    f"the SDV model in {directory} was made with another SDV version ({type(exc).__name__})",
+                    "fit it again with the SDV installed here",
+                ) from None
         self.codes = pd.read_parquet(directory / "codes.parquet")
         self.n_train = int(info["n_train"])

@@ -6,6 +6,9 @@ import contextlib
 import datetime as dt
 import gc
 import logging
+import tarfile
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,7 +102,8 @@ class FhirReader:
             self.report.warn(
                 f"{source.name}: stopped at the decompression cap ({self.limits.decompressed_bytes} bytes)"
             )
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError) as exc:
+            # A damaged compressed stream or archive member: counted, never a crash.
             self._fault(NO_TYPE, "unreadable_file")
             self.report.warn(f"{source.name}: cannot be read ({type(exc).__name__})")
 

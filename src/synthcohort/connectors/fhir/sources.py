@@ -8,6 +8,7 @@ import logging
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -123,10 +124,17 @@ def _check_member(name: str, is_link: bool, archive: str) -> None:
         )
 
 
+def _unreadable(path: Path) -> InputError:
+    return InputError(f"archive {path.name} cannot be read: it is damaged or not an archive", "check the file")
+
+
 def _zip_sources(path: Path, limits: Limits) -> list[Source]:
     out = []
-    with zipfile.ZipFile(path) as zf:
-        infos = zf.infolist()
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error):
+        raise _unreadable(path) from None
     for info in infos:
         _check_member(info.filename, stat.S_ISLNK(info.external_attr >> 16), path.name)
     for info in infos:
@@ -145,8 +153,11 @@ def _zip_sources(path: Path, limits: Limits) -> list[Source]:
 
 def _tar_sources(path: Path, limits: Limits) -> list[Source]:
     out = []
-    with tarfile.open(path) as tf:
-        members = tf.getmembers()
+    try:
+        with tarfile.open(path) as tf:
+            members = tf.getmembers()
+    except (tarfile.TarError, OSError, EOFError, zlib.error):
+        raise _unreadable(path) from None
     for member in members:
         _check_member(member.name, member.issym() or member.islnk() or member.isdev(), path.name)
     for member in members:
