@@ -71,3 +71,44 @@ def test_source_duckdb_view_reading_other_files_is_not_followed(tmp_path: Path) 
     assert result.exit_code == 4, result.output
     assert "reads files or URLs outside the database" in result.output
     assert "Canary" not in result.output and not out.exists()
+
+
+def test_fhir_vocabulary_file_with_views_over_other_files_is_refused(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from synthcohort.cli.main import cli
+
+    secret = tmp_path / "elsewhere.csv"
+    secret.write_text("concept_id,concept_code\n1,Canary\n")
+    vocab = tmp_path / "vocab.duckdb"
+    con = duckdb.connect(str(vocab))
+    con.execute(f"CREATE VIEW concept AS SELECT * FROM read_csv('{secret}')")
+    con.execute("CREATE TABLE concept_relationship (concept_id_1 BIGINT, concept_id_2 BIGINT)")
+    con.close()
+    fhir = tmp_path / "Patient.ndjson"
+    fhir.write_text('{"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-01-01"}\n')
+    out = tmp_path / "c.duckdb"
+    result = CliRunner().invoke(cli, ["extract", "fhir", str(fhir), "--vocab", str(vocab), "-o", str(out)])
+    assert result.exit_code == 3, result.output
+    assert "not followed" in result.output and "Canary" not in result.output
+    assert not out.exists()
+
+
+def test_athena_vocabulary_reader_sees_only_its_folder(tmp_path: Path) -> None:
+    from synthcohort.mappings.vocabulary import Vocabulary
+
+    folder = tmp_path / "athena"
+    folder.mkdir()
+    (folder / "CONCEPT.csv").write_text(
+        "concept_id\tconcept_name\tdomain_id\tvocabulary_id\tconcept_class_id\tstandard_concept\tconcept_code\t"
+        "valid_start_date\tvalid_end_date\tinvalid_reason\n"
+        "201826\tType 2 diabetes mellitus\tCondition\tSNOMED\tClinical Finding\tS\t44054006\t19700101\t20991231\t\n"
+    )
+    (folder / "CONCEPT_RELATIONSHIP.csv").write_text(
+        "concept_id_1\tconcept_id_2\trelationship_id\tvalid_start_date\tvalid_end_date\tinvalid_reason\n"
+    )
+    vocab = Vocabulary.open(folder)
+    assert vocab.con.execute("SELECT count(*) FROM concept").fetchone() == (1,)
+    for sql in ESCAPES:
+        with pytest.raises(duckdb.Error):
+            vocab.con.execute(sql)

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from synthcohort.cohort import hardened_config
 from synthcohort.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,11 @@ class Vocabulary:
                 f"no CONCEPT and CONCEPT_RELATIONSHIP files in {folder}",
                 "give the folder of an OHDSI Athena vocabulary download",
             )
-        con = duckdb.connect()
+        # May read this folder's files only: no other file, no URL, no extension, no reconfiguration.
+        con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+        con.execute("SET allowed_directories = [?]", [str(folder.resolve()) + "/"])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
         for name, path in (("concept", concept), ("concept_relationship", rel)):
             rel_ = con.read_csv(str(path), header=True, all_varchar=True, sep=_delimiter(path), quotechar='"')
             cols = {c.lower(): c for c in rel_.columns}
@@ -112,7 +117,8 @@ class Vocabulary:
     @classmethod
     def _duckdb(cls, path: Path) -> Vocabulary:
         try:
-            con = duckdb.connect(str(path), read_only=True)
+            # A vocabulary file may hold views over other files or URLs: none of that is followed.
+            con = duckdb.connect(str(path), config=hardened_config(read_only=True))
         except duckdb.Error as exc:
             raise InputError(f"cannot open the vocabulary database {path.name}: {exc}") from None
         found = {
@@ -125,6 +131,15 @@ class Vocabulary:
         if {"concept", "concept_relationship"} - {f.lower() for f in found}:
             con.close()
             raise InputError(f"{path.name} has no concept and concept_relationship tables", "give a CDM database")
+        try:
+            for table in ("concept", "concept_relationship"):
+                con.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+        except duckdb.Error:
+            con.close()
+            raise InputError(
+                f"the vocabulary tables in {path.name} cannot be read (views over files or URLs are not followed)",
+                "give a DuckDB file whose concept and concept_relationship are tables",
+            ) from None
         return cls(con, f"DuckDB {path.name}")
 
     def resolve(self, codes: pa.Table) -> tuple[pa.Table, pa.Table]:
