@@ -33,16 +33,21 @@ def _guarded(argvs: list[list[str]], allowed: str, tmp_path: Path, prefix: list[
 
 
 def _file_steps(tmp_path: Path) -> list[list[str]]:
-    src = write_omop_csv(tmp_path / "input")
+    src = write_omop_csv(tmp_path / "input", persons=150)
     store = str(tmp_path / "real.duckdb")
+    synth = str(tmp_path / "synth.duckdb")
     return [
         ["extract", "omop", str(src), "-o", store],
         ["info", store],
-        ["validate", "omop", store],
-        ["export", store, "omop", str(tmp_path / "out-csv")],
-        ["export", store, "omop", str(tmp_path / "out-parquet"), "--format", "parquet"],
-        ["export", store, "omop", f"duckdb:///{tmp_path / 'out.duckdb'}"],
+        ["fit", store, "-o", str(tmp_path / "model"), "--seed", "1"],
+        ["generate", str(tmp_path / "model"), "-n", "50", "-o", synth, "--seed", "2"],
+        ["export", synth, "omop", str(tmp_path / "out-csv")],
+        ["export", synth, "omop", str(tmp_path / "out-parquet"), "--format", "parquet"],
+        ["export", synth, "omop", f"duckdb:///{tmp_path / 'out.duckdb'}"],
+        ["export", synth, "fhir", str(tmp_path / "out-fhir")],
         ["validate", "omop", str(tmp_path / "out-csv")],
+        ["validate", "fhir", str(tmp_path / "out-fhir")],
+        ["extract", "fhir", str(tmp_path / "out-fhir"), "-o", str(tmp_path / "back.duckdb")],
     ]
 
 
