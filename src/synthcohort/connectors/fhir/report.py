@@ -6,8 +6,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-# Skip reasons that are choices of the mapping, not faults of the input: they never count
-# against the skip tolerance. Everything else (parse errors, orphans, wrong versions, ...) does.
+# Skip reasons that are choices of the mapping or quarantines of implausible records (as the OMOP
+# reader does), not faults of the input file: they never count against the skip tolerance.
+# Everything else (parse errors, orphans, wrong versions, ...) does.
 BENIGN_REASONS = frozenset(
     {
         "unsupported_type",
@@ -17,6 +18,10 @@ BENIGN_REASONS = frozenset(
         "not_resource",
         "operation_outcome",
         "referenced_only",
+        "quarantined",
+        "quarantined_person",
+        "before_birth",
+        "after_death",
     }
 )
 

@@ -18,6 +18,7 @@ from synthcohort.mappings.vocabulary import Vocabulary
 log = logging.getLogger(__name__)
 
 FLUSH_ROWS = 50_000
+DEATH_GRACE_DAYS = 60
 DOMAINS = {
     "condition_concept_id": "Condition",
     "drug_concept_id": "Drug",
@@ -116,10 +117,12 @@ class Stager:
         for table in all_rules():
             self._insert(table)
         self._observation_periods()
+        self._base_concepts()
+        self._vocabularies()
         self._coverage(report)
         for table in all_rules():
             con.execute(f'DROP TABLE "_stage_{table}"')
-        for t in ("_codes", "_persons", "_visits"):
+        for t in ("_codes", "_persons", "_visits", "_life"):
             con.execute(f'DROP TABLE IF EXISTS "{t}"')
         for table, n in self.store.counts().items():
             if n and table in cdm.CLINICAL_TABLES:
@@ -183,27 +186,6 @@ class Stager:
             FROM _codes WHERE is_local ORDER BY source_concept_id
             """
         )
-        uri_rows = [(v, u) for v, u in systems.uri_of.items()]
-        local_rows = con.execute("SELECT DISTINCT vocabulary_id, sys FROM _codes WHERE NOT known_system").fetchall()
-        vocab = pa.table(
-            {
-                "vocabulary_id": [r[0] for r in uri_rows + local_rows],
-                "uri": [r[1] for r in uri_rows + local_rows],
-            }
-        )
-        con.register("_vocab", vocab)
-        con.execute(
-            """
-            INSERT INTO vocabulary (vocabulary_id, vocabulary_name, vocabulary_reference, vocabulary_concept_id)
-            SELECT v.vocabulary_id,
-                   CASE WHEN v.vocabulary_id LIKE 'SC-%' THEN 'Local code system' ELSE v.vocabulary_id END,
-                   v.uri, 0
-            FROM _vocab v WHERE v.vocabulary_id IN (SELECT DISTINCT vocabulary_id FROM concept)
-              AND v.vocabulary_id NOT IN (SELECT vocabulary_id FROM vocabulary)
-            ORDER BY 1
-            """
-        )
-        con.unregister("_vocab")
 
     def _decide_drops(self, today: dt.date) -> None:
         """Add ``_drop`` (a skip reason or NULL) to every staged row; tables are rebuilt, not updated."""
@@ -228,14 +210,30 @@ class Stager:
             "FROM _stage_person WHERE _drop IS NULL"
         )
         quarantined = "(SELECT person_id FROM _stage_person WHERE _drop = 'quarantined')"
+        birth, death = _date("p.birth_datetime__raw"), _date("d.death_date__raw")
+        con.execute(
+            f"""
+            CREATE TABLE _life AS
+            SELECT p.person_id AS old_id, {birth} AS birth,
+                   (SELECT min({death}) FROM _stage_death d WHERE d.person_id = p.person_id) AS death
+            FROM _stage_person p WHERE p._drop IS NULL
+            """
+        )
         for table in all_rules():
             if table == "person":
                 continue
             dates = [c for c in self.columns[table] if c.kind == "date" and c.required]
-            no_date = " OR ".join(f"{_date(f's.{c.column}__raw')} IS NULL" for c in dates) or "FALSE"
+            no_date = " OR ".join(_date(f"s.{c.column}__raw") + " IS NULL" for c in dates) or "FALSE"
             extra = ""
-            if table == "visit_occurrence":
+            if dates and table != "death":
+                # events before birth or over 60 days after death are quarantined (OMOP plausibility rules)
+                start = _date(f"s.{dates[0].column}__raw")
                 extra = (
+                    f"WHEN {start} < l.birth THEN 'before_birth' "
+                    f"WHEN {start} > l.death + INTERVAL {DEATH_GRACE_DAYS} DAY THEN 'after_death' "
+                )
+            if table == "visit_occurrence":
+                extra += (
                     "WHEN row_number() OVER (PARTITION BY s.visit_occurrence_id ORDER BY s._seq) > 1 THEN 'duplicate'"
                 )
             elif table == "death":
@@ -249,7 +247,7 @@ class Stager:
                     WHEN {no_date} THEN 'no_date'
                     {extra}
                 END AS _drop
-                FROM "_stage_{table}" s ORDER BY s._seq
+                FROM "_stage_{table}" s LEFT JOIN _life l ON l.old_id = s.person_id ORDER BY s._seq
                 """
             )
         con.execute(
@@ -340,6 +338,51 @@ class Stager:
         outer = ", ".join(f'{derive.get(n, f"q.{n}")} AS "{n}"' for n in out_cols)
         cols = ", ".join(f'"{n}"' for n in out_cols)
         self.con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {outer} FROM ({query}) q')
+
+    def _base_concepts(self) -> None:
+        """OMOP's fixed concepts the rows use (genders, races, visit and type concepts), when not there yet."""
+        columns = [
+            (t, c.name)
+            for t in cdm.CLINICAL_TABLES
+            for c in cdm.table(t).columns
+            if c.references == ("concept", "concept_id") and c.name in cdm.table(t).stored_columns
+        ]
+        used = " UNION ".join(f'SELECT DISTINCT "{c}" AS id FROM "{t}"' for t, c in columns)
+        self.con.register("_base", cdm.base_concepts())
+        try:
+            self.con.execute(
+                f"INSERT INTO concept SELECT * FROM _base WHERE concept_id IN ({used}) "
+                "AND concept_id NOT IN (SELECT concept_id FROM concept) ORDER BY concept_id"
+            )
+        finally:
+            self.con.unregister("_base")
+
+    def _vocabularies(self) -> None:
+        """A vocabulary row for every vocabulary the concept table uses; the system URI as its reference."""
+        con = self.con
+        uri_rows = list(code_systems().uri_of.items())
+        local_rows = con.execute("SELECT DISTINCT vocabulary_id, sys FROM _codes WHERE NOT known_system").fetchall()
+        vocab = pa.table(
+            {
+                "vocabulary_id": pa.array([r[0] for r in uri_rows + local_rows], pa.string()),
+                "uri": pa.array([r[1] for r in uri_rows + local_rows], pa.string()),
+            }
+        )
+        con.register("_vocab", vocab)
+        try:
+            con.execute(
+                """
+                INSERT INTO vocabulary (vocabulary_id, vocabulary_name, vocabulary_reference, vocabulary_concept_id)
+                SELECT c.vocabulary_id,
+                       CASE WHEN c.vocabulary_id LIKE 'SC-%' THEN 'Local code system' ELSE c.vocabulary_id END,
+                       v.uri, 0
+                FROM (SELECT DISTINCT vocabulary_id FROM concept) c LEFT JOIN _vocab v USING (vocabulary_id)
+                WHERE c.vocabulary_id NOT IN (SELECT vocabulary_id FROM vocabulary)
+                ORDER BY 1
+                """
+            )
+        finally:
+            con.unregister("_vocab")
 
     def _observation_periods(self) -> None:
         parts = [
