@@ -97,7 +97,7 @@ def features(store: Store, codes: list[str], ref: int) -> np.ndarray:
 def evaluate(synth: Store, train: Store, control: Store) -> dict[str, float]:
     out: dict[str, float] = {}
     pt, ps = train.persons(), synth.persons()
-    ref = int(pt["end_year"].max())
+    ref = int(train.q("SELECT year(max(visit_start_date)) AS y FROM visit_occurrence")["y"][0])
     out["age_tvd"] = tvd(age_bins(pt, ref), age_bins(ps, ref))
     out["gender_tvd"] = tvd(pt["gender_concept_id"], ps["gender_concept_id"])
     out["race_tvd"] = tvd(pt["race_concept_id"], ps["race_concept_id"])

@@ -72,15 +72,35 @@ def _width(var: Variable) -> int:
     return var.n_cats if var.kind == "cat" else len(LEVELS) + (1 if var.kind == "count" else 0)
 
 
-def _leaf_dist(var: Variable, y: np.ndarray) -> np.ndarray:
+def _quantile_rows(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: the count of values and their quantiles at LEVELS (linear interpolation), in one pass."""
+    order = np.lexsort((values, groups))
+    v, g = values[order], groups[order]
+    counts = np.bincount(g, minlength=n_groups)
+    starts = np.cumsum(counts) - counts
+    pos = LEVELS[None, :] * np.maximum(counts - 1, 0)[:, None]
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(counts - 1, 0)[:, None])
+    frac = pos - lo
+    safe = np.maximum(len(v) - 1, 0)
+    vlo = v[np.minimum(starts[:, None] + lo, safe)] if len(v) else np.zeros(lo.shape)
+    vhi = v[np.minimum(starts[:, None] + hi, safe)] if len(v) else np.zeros(lo.shape)
+    q = vlo * (1 - frac) + vhi * frac
+    q[counts == 0] = 0.0
+    return counts, q
+
+
+def _leaf_dists(var: Variable, y: np.ndarray, leaf: np.ndarray, n_leaves: int) -> np.ndarray:
     if var.kind == "cat":
-        counts = np.bincount(y.astype(np.int64), minlength=var.n_cats)[: var.n_cats].astype("float64")
-        return counts / max(counts.sum(), 1.0)
+        counts = np.zeros((n_leaves, var.n_cats))
+        np.add.at(counts, (leaf, np.clip(y.astype(np.int64), 0, var.n_cats - 1)), 1.0)
+        return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
     if var.kind == "count":
-        pos = y[y > 0]
-        q = np.quantile(pos, LEVELS) if len(pos) else np.zeros(len(LEVELS))
-        return np.concatenate([[1.0 - len(pos) / max(len(y), 1)], q])
-    return np.quantile(y, LEVELS) if len(y) else np.zeros(len(LEVELS))
+        pos = y > 0
+        n_all = np.bincount(leaf, minlength=n_leaves)
+        n_pos, q = _quantile_rows(y[pos], leaf[pos], n_leaves)
+        return np.column_stack([1.0 - n_pos / np.maximum(n_all, 1), q])
+    return _quantile_rows(y, leaf, n_leaves)[1]
 
 
 def _draw(var: Variable, dist: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -104,10 +124,10 @@ def _draw(var: Variable, dist: np.ndarray, rng: np.random.Generator) -> np.ndarr
 def fit_tree(var: Variable, x: np.ndarray, y: np.ndarray, predictors: np.ndarray, min_leaf: int, seed: int) -> Tree:
     """One conditional: a CART tree of ``y`` on the ``predictors`` columns of ``x``."""
     if len(y) < 2 * min_leaf or len(predictors) == 0:
-        dist = _leaf_dist(var, y)[None, :]
+        dist = _leaf_dists(var, y, np.zeros(len(y), dtype=np.int64), 1)
         one = np.zeros(1, dtype=np.int64)
         return Tree(one - 1, np.zeros(1), one - 1, one - 1, one.copy(), dist)
-    xp = x[:, predictors]
+    xp = np.ascontiguousarray(x[:, predictors], dtype=np.float32)
     if var.kind == "cat":
         model: DecisionTreeClassifier | DecisionTreeRegressor = DecisionTreeClassifier(
             min_samples_leaf=min_leaf, random_state=seed
@@ -115,13 +135,14 @@ def fit_tree(var: Variable, x: np.ndarray, y: np.ndarray, predictors: np.ndarray
         model.fit(xp, y.astype(np.int64))
     else:
         model = DecisionTreeRegressor(min_samples_leaf=min_leaf, random_state=seed)
-        model.fit(xp, np.log1p(np.maximum(y, 0)) if var.kind == "count" else y)
+        target = np.log1p(np.maximum(y, 0)) if var.kind == "count" else y
+        model.fit(xp, target.astype(np.float64), check_input=False)
     t = model.tree_
     is_leaf = t.children_left < 0
     leaf = np.full(t.node_count, -1, dtype=np.int64)
     leaf[is_leaf] = np.arange(int(is_leaf.sum()))
     assigned = leaf[model.apply(xp)]
-    dist = np.stack([_leaf_dist(var, y[assigned == i]) for i in range(int(is_leaf.sum()))])
+    dist = _leaf_dists(var, y, assigned, int(is_leaf.sum()))
     feature = np.where(is_leaf, -1, predictors[np.maximum(t.feature, 0)]).astype(np.int64)
     return Tree(
         feature,
@@ -151,9 +172,10 @@ class SequentialTrees:
             fixed = np.arange(min(base, j))
             extra = np.arange(min(base, j), j)
             if len(extra) > max_predictors and rows.sum() > 2:
-                zr = z[rows]
-                yz = (x[rows, j] - x[rows, j].mean()) / (x[rows, j].std() or 1.0)
-                score = np.abs(yz @ zr[:, extra]) / rows.sum()
+                # Correlation with the target over the rows where it is defined, without copying z.
+                y = x[:, j]
+                yz = np.where(rows, (y - y[rows].mean()) / (y[rows].std() or 1.0), 0.0)
+                score = np.abs(yz @ z[:, extra[0] : extra[-1] + 1])
                 extra = np.sort(extra[np.argsort(-score, kind="stable")[:max_predictors]])
             predictors = np.concatenate([fixed, extra]).astype(np.int64)
             self.trees.append(fit_tree(var, x[rows], x[rows, j], predictors, min_leaf, seed + j))

@@ -1,0 +1,127 @@
+"""Native engine vs SDV's HMASynthesizer on the same five OMOP tables, in one run; and the 1,000,000-person run.
+
+    python bench/generator_bench.py                 # native vs SDV: fit/sample time, peak memory, fidelity
+    python bench/generator_bench.py --million       # also sample 1,000,000 persons (time, peak RSS)
+    python bench/generator_bench.py --skip-sdv      # native only
+
+Each engine runs in its own process so that its peak resident memory is its own. The cohort is
+synthea-omop-1k-split from ../shared/data, cut to the five tables SDV's free multi-table
+synthesizer accepts (person, visit_occurrence, condition_occurrence, drug_exposure, measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "synthea-omop-1k-split" / "csv"
+RESULTS = ROOT / "bench" / "results"
+KEEP = ("person", "visit_occurrence", "condition_occurrence", "drug_exposure", "measurement")
+
+
+def _five_table_cohort(folder: Path) -> Path:
+    import duckdb
+
+    from synthcohort import cdm
+    from synthcohort.cohort import CohortStore
+    from synthcohort.connectors.omop.csv_source import read_csv_folder
+
+    path = folder / "cohort5.duckdb"
+    with CohortStore.building(path) as store:
+        read_csv_folder(DATA, store)
+        store.set_meta("kind", "real")
+    con = duckdb.connect(str(path))
+    for name in cdm.CLINICAL_TABLES:
+        if name not in KEEP:
+            con.execute(f'DELETE FROM "{name}"')
+    con.close()
+    return path
+
+
+def worker(engine: str, cohort: Path, work: Path, n: int | None, seed: int) -> dict[str, float]:
+    """Fit (unless a model is there) and sample in this process; report times and peak memory."""
+    from synthcohort.generator import engine_class, load_model
+
+    out: dict[str, float] = {}
+    model_dir = work / f"model-{engine}"
+    t0 = time.perf_counter()
+    if not model_dir.exists():
+        model = engine_class(engine)(seed=seed)
+        model.fit(cohort)
+        model.save(model_dir)
+        out["fit_s"] = time.perf_counter() - t0
+    model = load_model(model_dir)
+    n = n or int(model.record["persons_learned"])
+    t1 = time.perf_counter()
+    target = work / f"synthetic-{engine}-{n}.duckdb"
+    model.sample(n, target, seed=seed, overwrite=True)
+    out["sample_s"] = time.perf_counter() - t1
+    out["persons"] = n
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["store_mib"] = target.stat().st_size / 2**20
+    return out
+
+
+def _run_worker(engine: str, cohort: Path, work: Path, n: int | None, seed: int) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--worker", engine, "--cohort", str(cohort), "--work", str(work)]
+    cmd += ["--seed", str(seed)] + (["-n", str(n)] if n else [])
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    res = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker")
+    ap.add_argument("--cohort")
+    ap.add_argument("--work")
+    ap.add_argument("-n", type=int)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--million", action="store_true", help="also generate 1,000,000 persons")
+    ap.add_argument("--skip-sdv", action="store_true")
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, Path(args.cohort), Path(args.work), args.n, args.seed)))
+        return 0
+    sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(ROOT / "bench"))
+    from generator_quality import Store, evaluate
+
+    if not DATA.is_dir():
+        print(f"skipped: {DATA} is absent")
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="genbench-"))
+    cohort = _five_table_cohort(work)
+    report: dict[str, dict[str, float]] = {}
+    for engine in ("native", *(() if args.skip_sdv else ("sdv",))):
+        figures = _run_worker(engine, cohort, work, None, args.seed)
+        manifest = json.loads((work / f"model-{engine}" / "model.json").read_text())
+        rec = manifest["record"]
+        synth = work / f"synthetic-{engine}-{int(figures['persons'])}.duckdb"
+        figures |= evaluate(Store(str(synth)), Store(rec["train_store"]), Store(rec["control_store"]))
+        report[engine] = figures
+        print(engine, json.dumps({k: round(v, 3) for k, v in figures.items()}), flush=True)
+    if "sdv" in report:
+        nat, ref = report["native"], report["sdv"]
+        ratio = (ref["fit_s"] + ref["sample_s"]) / (nat["fit_s"] + nat["sample_s"])
+        report["ratio"] = {"sdv_over_native_fit_plus_sample": ratio}
+        print(f"native is {ratio:.1f}x faster than SDV (fit + sample)")
+    if args.million:
+        big = _run_worker("native", cohort, work, 1_000_000, args.seed)
+        report["native_1m"] = big
+        print("1,000,000 persons:", json.dumps({k: round(v, 1) for k, v in big.items()}), flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "generator_bench.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
