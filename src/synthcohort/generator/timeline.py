@@ -13,13 +13,12 @@ from synthcohort.generator.training import EVENT_COLUMNS
 YEAR_DAYS = 365.2425
 
 
-def _interp(q: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse CDF from rows of quantiles ``q`` (one row per draw) at uniform draws ``u``."""
+def _interp(q: np.ndarray, which: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse CDF at uniform draws ``u`` from the quantile rows ``q[which]`` (only two cells read per draw)."""
     pos = u * (q.shape[1] - 1)
     lo = np.minimum(pos.astype(np.int64), q.shape[1] - 2)
     frac = pos - lo
-    rows = np.arange(len(q))
-    return q[rows, lo] * (1 - frac) + q[rows, lo + 1] * frac
+    return q[which, lo] * (1 - frac) + q[which, lo + 1] * frac
 
 
 def _choice(ids: np.ndarray, p: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -101,7 +100,7 @@ def lay_out(
     )
     v_type_idx = np.repeat(np.tile(np.arange(n_types), m), vt.ravel())
     v_type_idx = v_type_idx[np.lexsort((rng.random(nv), v_pat))]
-    dur = np.round(np.maximum(_interp(stats["visit_dur_q"][v_type_idx], rng.random(nv)), 0))
+    dur = np.round(np.maximum(_interp(stats["visit_dur_q"], v_type_idx, rng.random(nv)), 0))
     chunk["visit_occurrence"] = pd.DataFrame(
         {
             "visit_occurrence_id": np.arange(nv),
@@ -195,13 +194,13 @@ def _events(
         }
     )
     if end_col is not None:
-        dur = np.round(np.maximum(_interp(stats["dur_q"][code], rng.random(len(code))), 0))
+        dur = np.round(np.maximum(_interp(stats["dur_q"], code, rng.random(len(code))), 0))
         no_end = rng.random(len(code)) < stats["dur_null"][code]
         if domain == "drug_exposure":
             no_end[:] = False
         out[end_col] = np.where(no_end, np.nan, np.minimum(day + dur, end[ev_p]))
     if value_cols:
-        val = _interp(stats["value_q"][code], rng.random(len(code)))
+        val = _interp(stats["value_q"], code, rng.random(len(code)))
         out["value_as_number"] = np.where(rng.random(len(code)) < stats["value_null"][code], np.nan, val)
         out["unit_concept_id"] = stats["unit"][code]
         out["value_as_concept_id"] = stats["value_concept"][code]

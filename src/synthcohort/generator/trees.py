@@ -35,16 +35,20 @@ class Tree:
     leaf: np.ndarray  # per node: leaf index, -1 inside
     dist: np.ndarray  # per leaf: probabilities (cat), [p0, quantiles...] (count), quantiles (cont)
 
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        node = np.zeros(len(x), dtype=np.int64)
-        rows = np.arange(len(x))
-        while True:
-            inner = self.feature[node] >= 0
-            if not inner.any():
-                return self.leaf[node]
-            f = np.where(inner, self.feature[node], 0)
-            go_left = x[rows, f] <= self.threshold[node]
-            node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
+    def apply(self, x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Leaf index of each row of ``x`` (or of ``x[rows]``), reading only the cells a path needs."""
+        rows = np.arange(len(x)) if rows is None else rows
+        node = np.zeros(len(rows), dtype=np.int64)
+        active = np.arange(len(rows))
+        while len(active):
+            here = node[active]
+            inner = self.feature[here] >= 0
+            active, here = active[inner], here[inner]
+            if not len(active):
+                break
+            go_left = x[rows[active], self.feature[here]] <= self.threshold[here]
+            node[active] = np.where(go_left, self.left[here], self.right[here])
+        return self.leaf[node]
 
     def check(self, n_vars: int, width: int) -> None:
         nodes = len(self.feature)
@@ -189,7 +193,7 @@ class SequentialTrees:
             rows = np.flatnonzero(x[:, var.given] > 0) if var.given >= 0 else np.arange(len(x))
             x[:, j] = -1.0 if var.kind == "cont" and var.given >= 0 else 0.0
             if len(rows):
-                leaf = tree.apply(x[rows])
+                leaf = tree.apply(x, rows)
                 x[rows, j] = _draw(var, tree.dist[leaf], rng)
         return x
 
