@@ -104,10 +104,19 @@ def eunomia_store(tmp_path_factory: pytest.TempPathFactory, eunomia: Path) -> Pa
     from synthcohort.connectors.omop.csv_source import read_csv_folder
 
     path = tmp_path_factory.mktemp("stores") / "eunomia.duckdb"
-    with CohortStore.building(path) as store:
-        read_csv_folder(eunomia, store)
-        store.set_meta("kind", "real")
+    log = StatementLog()
+    sa.event.listen(sa.Engine, "before_cursor_execute", log)
+    try:
+        with CohortStore.building(path) as store:
+            read_csv_folder(eunomia, store)
+            store.set_meta("kind", "real")
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", log)
+    EUNOMIA_CSV_STATEMENTS[:] = log.statements
     return path
+
+
+EUNOMIA_CSV_STATEMENTS: list[str] = []  # what building eunomia_store sent to the CSV folder's engine
 
 
 def pg_engine() -> sa.Engine:

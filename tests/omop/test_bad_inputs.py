@@ -163,6 +163,8 @@ def test_rule_breakers_quarantined(tmp_path: Path) -> None:
         "condition_start_date, condition_type_concept_id) VALUES (9001, 5, 201826, DATE '1940-01-01', 32817)",
         "INSERT INTO death (person_id, death_date, death_type_concept_id) VALUES (6, DATE '2010-01-01', 32817), "
         "(6, DATE '2011-01-01', 32817)",
+        "INSERT INTO observation_period VALUES (50, 5, DATE '2019-01-01', DATE '2022-12-31', 44814724), "
+        "(51, 5, DATE '2022-06-01', DATE '2023-01-31', 44814724), (52, 4, DATE '2022-01-01', DATE '2022-12-31', 32817)",
     )
     out = tmp_path / "c.duckdb"
     code, output = extract(f"duckdb:///{src}", out)
@@ -170,11 +172,19 @@ def test_rule_breakers_quarantined(tmp_path: Path) -> None:
     with CohortStore.open(out) as store:
         report = json.loads(store.get_meta("extraction_report") or "{}")
         assert store.person_count() == PERSONS - 2
+        periods = store.con.execute(
+            "SELECT observation_period_start_date::VARCHAR, observation_period_end_date::VARCHAR "
+            "FROM observation_period"
+        ).fetchall()
+        assert periods.count(("2000-01-01", "2023-01-31")) == 1  # three overlapping periods of one person
+        assert store.con.execute("SELECT max(observation_period_id), count(*) FROM observation_period").fetchall() == [
+            (PERSONS - 1, PERSONS - 1)
+        ]
     q = report["quarantined"]
     assert q["person"] == {"year_of_birth_implausible": 2}
     assert q["visit_occurrence"] == {"person_quarantined": 2, "end_before_start": 1, "after_death": 2}
     assert q["condition_occurrence"] == {"person_quarantined": 2, "before_birth": 1, "after_death": 2}
-    assert q["observation_period"] == {"person_quarantined": 2}
+    assert q["observation_period"] == {"person_quarantined": 2, "overlapping_merged": 2}
     assert q["death"] == {"duplicate_death": 1}
     assert report["notes"]["condition_occurrence"] == {"visit_link_dropped": 1}
     result = validate_omop(str(out))

@@ -104,6 +104,8 @@ class Ingest:
                 self._finish_persons()
             elif name == "death":
                 self._finish_deaths()
+            elif name == "observation_period":
+                self._merge_overlapping_periods()
             self.con.commit()
         except BaseException:
             self.con.rollback()
@@ -214,6 +216,30 @@ class Ingest:
         self.report.loaded["death"] = self._count("SELECT count(*) FROM death")
         self.con.execute("DROP TABLE _d")
         self.con.execute("DROP TABLE _src_death")
+
+    def _merge_overlapping_periods(self) -> None:
+        """Overlapping observation periods of one person become one period (counted), ids dense again."""
+        start, end = _PERIOD
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _op AS WITH s AS (SELECT *, CASE WHEN {start} <= max({end}) OVER "
+            f"(PARTITION BY person_id ORDER BY {start}, observation_period_id ROWS BETWEEN UNBOUNDED PRECEDING "
+            f"AND 1 PRECEDING) THEN 0 ELSE 1 END AS _new FROM observation_period), g AS (SELECT *, sum(_new) OVER "
+            f"(PARTITION BY person_id ORDER BY {start}, observation_period_id) AS _island FROM s) "
+            f"SELECT person_id, min({start}) AS {start}, max({end}) AS {end}, "
+            f"arg_min(period_type_concept_id, {start}) AS period_type_concept_id, count(*) AS _n "
+            "FROM g GROUP BY person_id, _island"
+        )
+        merged = self._count("SELECT coalesce(sum(_n - 1), 0) FROM _op")
+        if merged:
+            self.report.quarantine("observation_period", "overlapping_merged", merged)
+            self.con.execute("DELETE FROM observation_period")
+            self._append(
+                "observation_period",
+                f"SELECT row_number() OVER (ORDER BY person_id, {start}) AS observation_period_id, person_id, "
+                f"{start}, {end}, period_type_concept_id FROM _op",
+            )
+            self.report.loaded["observation_period"] = self._count("SELECT count(*) FROM observation_period")
+        self.con.execute("DROP TABLE _op")
 
     # -- events -----------------------------------------------------------------------
     def _add_events(self, name: str, batch: pa.RecordBatch | pa.Table) -> None:
