@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,8 +34,10 @@ class Bar:
     def __init__(self, progress: Progress | None, task: TaskID | None) -> None:
         self._progress = progress
         self._task = task
+        self.done = 0
 
     def advance(self, n: int = 1, description: str | None = None) -> None:
+        self.done += n
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, advance=n, description=description)
 
@@ -44,17 +47,34 @@ class Bar:
 
     def update(self, completed: int, total: int | None = None, description: str | None = None) -> None:
         """Set the absolute position (for callbacks that report "done of total")."""
+        self.done = completed
         if self._progress is not None and self._task is not None:
             if total is not None:
                 self._progress.update(self._task, total=total)
             self._progress.update(self._task, completed=completed, description=description)
 
 
-@contextmanager
-def progress_bar(description: str, total: int | None = None, unit: str = "rows") -> Iterator[Bar]:
+def interactive() -> bool:
+    """Progress is drawn only on a terminal, and not with --quiet."""
     ctx = click.get_current_context(silent=True)
     quiet = bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
-    if quiet or not sys.stderr.isatty():
+    return not quiet and sys.stderr.isatty()
+
+
+@contextmanager
+def stage_bar(description: str, total: int | None = None, unit: str = "rows") -> Iterator[Bar]:
+    """A progress bar that leaves one line behind when its stage is done: what, how many, how long."""
+    start = time.perf_counter()
+    with progress_bar(description, total, unit) as bar:
+        yield bar
+    if interactive():
+        count = f"{bar.done:>12,} {unit}" if bar.done and unit != "steps" else ""
+        click.echo(f"  done  {description:<24}{count:<24}{time.perf_counter() - start:>7.1f} s", err=True)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None, unit: str = "rows") -> Iterator[Bar]:
+    if not interactive():
         yield Bar(None, None)
         return
     columns = (

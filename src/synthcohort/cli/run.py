@@ -17,7 +17,7 @@ def command(pipeline: str, overwrite: bool) -> None:
     """
     from dataclasses import replace
 
-    from synthcohort.cli.progress import progress_bar
+    from synthcohort.cli.progress import stage_bar
     from synthcohort.cli.summary import print_run
     from synthcohort.pipeline.config import load
     from synthcohort.pipeline.runner import run
@@ -27,5 +27,5 @@ def command(pipeline: str, overwrite: bool) -> None:
     if overwrite:
         cfg = replace(cfg, overwrite=True)
     with sigterm_as_interrupt():
-        result = run(cfg, bars=progress_bar)
+        result = run(cfg, bars=stage_bar)
     print_run(result)

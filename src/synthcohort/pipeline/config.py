@@ -59,7 +59,7 @@ class EvaluateConfig:
     enabled: bool = True
     gates: dict[str, float] = field(default_factory=dict)
     accept_risk: str | None = None
-    target: str | None = None  # the prediction target of the utility figure (a concept id)
+    target: int | str | None = None  # the prediction target of the utility figure (a concept id)
     exposure: tuple[int | str, ...] = ()
     outcome: tuple[int | str, ...] = ()
     seed: int = 0
@@ -210,10 +210,14 @@ def _validate(cfg: PipelineConfig, where: str) -> None:
     _int(cfg.model.min_leaf, "[model] min_leaf", 5, 10_000)
     _int(cfg.generate.seed, "[generate] seed", 0, 2**32 - 1)
     _int(cfg.evaluate.seed, "[evaluate] seed", 0, 2**32 - 1)
-    for name in ("accept_risk", "target"):
-        value = getattr(cfg.evaluate, name)
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ConfigError(f"[evaluate] {name} must be a non-empty text")
+    risk = cfg.evaluate.accept_risk
+    if risk is not None and (not isinstance(risk, str) or not risk.strip()):
+        raise ConfigError("[evaluate] accept_risk must be a non-empty text: the reason the risk is accepted")
+    target = cfg.evaluate.target
+    if target is not None and (isinstance(target, bool) or not isinstance(target, int | str) or not str(target)):
+        raise ConfigError("[evaluate] target must be a concept id")
+    if bool(cfg.evaluate.exposure) != bool(cfg.evaluate.outcome):
+        raise ConfigError("[evaluate] exposure and outcome go together", "give both concept sets, or neither")
     if cfg.generate.n is not None:
         _int(cfg.generate.n, "[generate] n", 1, MAX_PATIENTS)
     for name, value in cfg.evaluate.gates.items():

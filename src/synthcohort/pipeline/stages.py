@@ -158,7 +158,7 @@ def evaluate(cfg: PipelineConfig, work: Workdir, bars: BarFactory) -> Evaluation
 
     e = cfg.evaluate
     config = EvaluationConfig(
-        target=e.target,
+        target=None if e.target is None else str(e.target),
         exposure=[str(x) for x in e.exposure] or None,
         outcome=[str(x) for x in e.outcome] or None,
         gate_overrides=dict(e.gates),
