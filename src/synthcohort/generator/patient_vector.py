@@ -105,10 +105,14 @@ def build_matrix(data: TrainingData, layout: Layout) -> np.ndarray:
         grouped = pd.DataFrame({"row": rows, "code": df["code"], "start": df["start"]}).groupby(["row", "code"])
         first = grouped["start"].min()
         size = grouped.size()
+        if not len(df):
+            continue  # no event left in this domain (all rolled up or dropped): nothing to place
         r = first.index.get_level_values(0).to_numpy()
-        c = first.index.get_level_values(1).to_numpy()
-        x[r, np.asarray(layout.code_vars)[c]] = size.to_numpy()
-        x[r, np.asarray(layout.timing_vars)[c]] = np.clip((first.to_numpy() - start[r]) / span[r], 0.0, 1.0)
+        c = first.index.get_level_values(1).to_numpy().astype(np.int64)
+        x[r, np.asarray(layout.code_vars, dtype=np.int64)[c]] = size.to_numpy()
+        x[r, np.asarray(layout.timing_vars, dtype=np.int64)[c]] = np.clip(
+            (first.to_numpy() - start[r]) / span[r], 0.0, 1.0
+        )
     timing = np.asarray(layout.timing_vars, dtype=np.int64)
     counts_m = x[:, np.asarray(layout.code_vars, dtype=np.int64)]
     x[:, timing] = np.where(counts_m > 0, x[:, timing], -1.0)

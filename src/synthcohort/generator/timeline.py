@@ -80,7 +80,11 @@ def lay_out(
     edges = stats["gap_edges"]
     rate = np.maximum(n_vis - 1, 0) / np.maximum(end - start, 1)
     bucket = np.clip(np.searchsorted(edges, np.repeat(rate, n_vis), side="right") - 1, 0, len(edges) - 2)
-    gap = stats["gap_q"][bucket, rng.integers(0, stats["gap_q"].shape[1], size=nv)]
+    back_edges = stats["gap_back_edges"]
+    back = np.repeat(n_vis, n_vis) - 1 - within
+    back_bucket = np.clip(np.searchsorted(back_edges, back, side="right") - 1, 0, len(back_edges) - 2)
+    cell = bucket * (len(back_edges) - 1) + back_bucket
+    gap = stats["gap_q"][cell, rng.integers(0, stats["gap_q"].shape[1], size=nv)]
     gap[within == 0] = 0.0
     cum = np.cumsum(gap)
     cum = cum - np.repeat(cum[v_start[n_vis > 0]], n_vis[n_vis > 0]) if nv else cum

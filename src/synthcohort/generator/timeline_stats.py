@@ -15,6 +15,7 @@ from synthcohort.generator.training import TrainingData
 Q21 = np.linspace(0, 1, 21)
 Q101 = np.linspace(0, 1, 101)
 GAP_BUCKETS = 6
+BACK_EDGES = (0, 3, 10, 30, np.inf)  # gaps counted back from the last visit
 
 
 def _quantiles(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -46,13 +47,21 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
     out["gap_edges"] = edges
     has = gaps.notna().to_numpy()
     bucket = np.clip(np.searchsorted(edges, rate[has], side="right") - 1, 0, len(edges) - 2)
+    # Gaps also differ by how far from the last visit they lie (records grow denser lately).
+    within = visits.groupby("person_id").cumcount().to_numpy()
+    back = (n_visits.to_numpy() - 1 - within)[has]
+    back_edges = np.asarray(BACK_EDGES, dtype="float64")
+    back_bucket = np.clip(np.searchsorted(back_edges, back, side="right") - 1, 0, len(back_edges) - 2)
+    out["gap_back_edges"] = back_edges
     raw = gaps.to_numpy(dtype="float64")[has]
-    out["gap_q"] = np.stack(
-        [
-            np.quantile(raw[bucket == b], Q101, method="inverted_cdf") if (bucket == b).any() else np.zeros(len(Q101))
-            for b in range(len(edges) - 1)
-        ]
-    )
+    rows = []
+    for b in range(len(edges) - 1):
+        pooled = raw[bucket == b]
+        for c in range(len(back_edges) - 1):
+            cell = raw[(bucket == b) & (back_bucket == c)]
+            use = cell if len(cell) >= k else pooled
+            rows.append(np.quantile(use, Q101, method="inverted_cdf") if len(use) else np.zeros(len(Q101)))
+    out["gap_q"] = np.stack(rows)
     dur = (visits["end"] - visits["start"]).clip(lower=0)
     out["visit_dur_q"] = np.stack([_quantiles(dur[visits["concept"] == t].to_numpy(), Q21) for t in visit_types])
     out["visit_type_concept"] = np.array([_mode(visits.loc[visits["concept"] == t, "type"]) for t in visit_types])
@@ -95,7 +104,7 @@ def check_stats(stats: dict[str, np.ndarray], n_codes: int, n_visit_types: int) 
     try:
         shapes = (
             stats["gap_q"].shape[1] == len(Q101)
-            and len(stats["gap_edges"]) == stats["gap_q"].shape[0] + 1
+            and (len(stats["gap_edges"]) - 1) * (len(stats["gap_back_edges"]) - 1) == stats["gap_q"].shape[0]
             and stats["visit_dur_q"].shape == (n_visit_types, len(Q21))
             and all(
                 len(stats[key]) == n_codes for key in ("code_concept", "code_persons", "dur_null", "value_null", "unit")
