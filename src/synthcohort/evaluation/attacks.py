@@ -142,12 +142,12 @@ def _nearest_idx(
     t = _gower_matrix(targets, cols, ranges)
     cat = np.array([_is_categorical(c) for c in cols])
     out = np.zeros((len(t), min(k, len(s))), dtype=int)
-    for start in range(0, len(t), 256):
-        block = t[start : start + 256]
-        diff = np.abs(block[:, None, :] - s[None, :, :])
+    step = max(1, 4_000_000 // max(len(s) * max(len(cols), 1), 1))
+    for start in range(0, len(t), step):
+        diff = np.abs(t[start : start + step, None, :] - s[None, :, :])
         diff[:, :, cat] = (diff[:, :, cat] > 0).astype(float)
         d = diff.sum(axis=2)
-        out[start : start + 256] = np.argsort(d, axis=1, kind="stable")[:, : out.shape[1]]
+        out[start : start + step] = np.argsort(d, axis=1, kind="stable")[:, : out.shape[1]]
     return out
 
 
@@ -187,6 +187,24 @@ def linkability(
     return _result(residual_risk(main, ctrl, base), {"columns_a": a_cols, "columns_b": b_cols})
 
 
+def _nearest_leaving_out(
+    synth: pd.DataFrame, targets: pd.DataFrame, cols: list[str], ranges: dict[str, float]
+) -> np.ndarray:
+    """For each target and each column j, the nearest synthetic row on every column but j ([targets, cols])."""
+    s = _gower_matrix(synth, cols, ranges).astype(np.float32)
+    t = _gower_matrix(targets, cols, ranges).astype(np.float32)
+    cat = np.array([_is_categorical(c) for c in cols])
+    out = np.zeros((len(t), len(cols)), dtype=int)
+    block = max(1, 4_000_000 // max(len(s) * max(len(cols), 1), 1))
+    for start in range(0, len(t), block):
+        diff = np.abs(t[start : start + block, None, :] - s[None, :, :])
+        diff[:, :, cat] = (diff[:, :, cat] > 0).astype(np.float32)
+        full = diff.sum(axis=2)
+        for j in range(len(cols)):
+            out[start : start + block, j] = np.argmin(full - diff[:, :, j], axis=1)
+    return out
+
+
 def inference(
     train: pd.DataFrame,
     control: pd.DataFrame,
@@ -195,30 +213,32 @@ def inference(
     secrets: list[str],
     tolerance: float = 0.05,
 ) -> dict[str, Any]:
-    """Knowing the rest of a patient's attributes, guess a secret one from the nearest synthetic patient."""
+    """Knowing the rest of a patient's attributes, guess a secret one from the nearest synthetic patient.
+
+    Each attribute is the secret in turn (the others are what the attacker knows); successes are pooled.
+    """
     cols = list(synth.columns)
     ranges = _ranges([train, control, synth], cols)
     counts = {"main": 0, "control": 0, "baseline": 0}
     n = {"main": 0, "control": 0, "baseline": 0}
-    per_secret: dict[str, Any] = {}
-    for secret in secrets:
-        aux = [c for c in cols if c != secret]
-        truth_s = synth[secret].to_numpy(dtype=float)
-        row: dict[str, float] = {}
-        for label, targets in (("main", train), ("control", control)):
-            if len(targets) == 0 or len(synth) == 0:
-                continue
-            guess = truth_s[_nearest_idx(synth, targets, aux, ranges, 1)[:, 0]]
+    per_secret: dict[str, Any] = {s: {} for s in secrets}
+    for label, targets in (("main", train), ("control", control)):
+        if len(targets) == 0 or len(synth) == 0:
+            continue
+        nearest = _nearest_leaving_out(synth, targets, cols, ranges)
+        for secret in secrets:
+            j = cols.index(secret)
+            guess = synth[secret].to_numpy(dtype=float)[nearest[:, j]]
             ok = _correct(guess, targets[secret].to_numpy(dtype=float), secret, tolerance)
             counts[label] += int(ok.sum())
             n[label] += len(ok)
-            row[label] = float(ok.mean())
-        if len(synth) and len(train):
-            guess = truth_s[rng.integers(len(synth), size=len(train))]
+            per_secret[secret][label] = float(ok.mean())
+    if len(synth) and len(train):
+        for secret in secrets:
+            guess = synth[secret].to_numpy(dtype=float)[rng.integers(len(synth), size=len(train))]
             ok = _correct(guess, train[secret].to_numpy(dtype=float), secret, tolerance)
             counts["baseline"] += int(ok.sum())
             n["baseline"] += len(ok)
-        per_secret[secret] = row
     main, ctrl, base = (wilson(counts[k], n[k]) for k in ("main", "control", "baseline"))
     return _result(residual_risk(main, ctrl, base), {"secrets": secrets, "per_secret": per_secret})
 
