@@ -209,9 +209,15 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
     path = tmp_path / "bulk.duckdb"
     with CohortStore.building(path) as store:
         read_fhir(shared_path("data", "synthea-bulk-fhir-ndjson-10", "ndjson"), store)
+    import os
+    import shutil
+
+    copy = tmp_path / "copy.duckdb"
+    shutil.copyfile(path, copy)
+    os.utime(copy, (1_000_000_000, 1_000_000_000))  # another file time: the bytes must not depend on it
     outs = []
-    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
-        with CohortStore.open(path) as store:
+    for name, seed, store_path in (("a", 7, path), ("b", 7, copy), ("c", 8, path)):
+        with CohortStore.open(store_path) as store:
             write_fhir(store, tmp_path / name, fmt="bundle", gz=True, seed=seed)
         outs.append(
             {p.relative_to(tmp_path / name): p.read_bytes() for p in (tmp_path / name).rglob("*") if p.is_file()}

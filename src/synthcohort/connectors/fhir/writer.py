@@ -351,11 +351,15 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def _default_recorded(store: CohortStore) -> dt.datetime:
-    """SOURCE_DATE_EPOCH when set (reproducible builds), else the store file's time: same store, same bytes."""
+    """SOURCE_DATE_EPOCH when set (reproducible builds), else the store's last event day: same store, same bytes."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch and epoch.isdigit():
         return dt.datetime.fromtimestamp(int(epoch), dt.UTC)
-    return dt.datetime.fromtimestamp(int(Path(store.path).stat().st_mtime), dt.UTC)
+    _, last = store.date_range()
+    day = last.date() if isinstance(last, dt.datetime) else last
+    if not isinstance(day, dt.date):
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 def write_fhir(
