@@ -23,6 +23,7 @@ def test_atomic_dir_appears_only_on_success(tmp_path: Path) -> None:
         (tmp / "a.ndjson").write_text("{}\n")
     assert (target / "a.ndjson").read_text() == "{}\n"
     assert target.stat().st_mode & 0o077 == 0
+    assert (target / "a.ndjson").stat().st_mode & 0o077 == 0
 
 
 def test_non_empty_dir_refused_unless_overwrite(tmp_path: Path) -> None:

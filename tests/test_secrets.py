@@ -28,3 +28,9 @@ def test_prompt_used_only_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
     url = parse_url("postgresql+psycopg://alice@db/cdm")
     assert resolve_password(url).password is None
     assert resolve_password(url, prompt=True, ask=lambda _: "typed").password == "typed"
+
+
+def test_file_databases_ignore_password_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", "canary-pw-123")
+    url = resolve_password(parse_url("duckdb:///warehouse.duckdb"))
+    assert url.password is None

@@ -45,6 +45,13 @@ def check_target_dir(path: Path, *, overwrite: bool) -> None:
         raise TargetError(f"{path} is not empty", "pass --overwrite to replace it, or choose an empty folder")
 
 
+def _owner_only(folder: Path) -> None:
+    """Whatever library wrote the files, the published tree is readable by its owner only."""
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, DIR_MODE if path.is_dir() else FILE_MODE)
+
+
 @contextlib.contextmanager
 def atomic_output_dir(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it replaces ``path`` only when the block succeeds.
@@ -63,6 +70,7 @@ def atomic_output_dir(path: str | os.PathLike[str], *, overwrite: bool = False) 
     os.chmod(tmp, DIR_MODE)
     try:
         yield tmp
+        _owner_only(tmp)
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=parent))
             os.replace(final, old / final.name)

@@ -39,8 +39,16 @@ def parse_url(raw: str) -> URL:
     return url
 
 
+_FILE_DATABASES = frozenset({"duckdb", "sqlite"})
+
+
 def resolve_password(url: URL, *, prompt: bool = False, ask: Callable[[str], str] = getpass.getpass) -> URL:
-    """Fill the password from the environment or, on request, a prompt; libpq reads pgpass/service itself."""
+    """Fill the password from the environment or, on request, a prompt; libpq reads pgpass/service itself.
+
+    File databases (DuckDB, SQLite) take no password: their URLs are returned as they are.
+    """
+    if url.get_backend_name() in _FILE_DATABASES:
+        return url
     named = _PASSWORD_FROM.get()
     for name in (*((named,) if named else ()), PASSWORD_ENV, "PGPASSWORD"):
         value = os.environ.get(name)

@@ -16,6 +16,12 @@ from synthcohort.evaluation.features import CohortData
 REAL, SYNTH, CONTROL = "#1f5fa8", "#d9822b", "#6b8e23"
 
 
+def _legend(ax: Any, **options: Any) -> None:
+    """A legend only where something is labelled (an empty group draws no line to name)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
+
+
 def _figure(width: float = 6.4, height: float = 3.6) -> tuple[Any, Any]:
     import matplotlib
 
@@ -48,7 +54,7 @@ def _bars(ax: Any, labels: list[str], a: list[float], b: list[float], legend: bo
     ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("share of patients")
     if legend:
-        ax.legend(frameon=False)
+        _legend(ax, frameon=False)
 
 
 def demographics(real: CohortData, synth: CohortData) -> str | None:
@@ -134,7 +140,7 @@ def measurement_grid(real: CohortData, synth: CohortData, k: int = 6) -> str | N
             ax.tick_params(labelsize=7)
         for ax in axes[len(concepts) :]:
             ax.axis("off")
-        axes[0].legend(frameon=False, fontsize=7)
+        _legend(axes[0], frameon=False, fontsize=7)
         return _png(fig)
 
     return _safe(draw)
@@ -152,7 +158,7 @@ def ecdf(pairs: dict[str, np.ndarray], xlabel: str, title: str, log: bool = Fals
         ax.set_xlabel(xlabel)
         ax.set_ylabel("cumulative share")
         ax.set_title(title, fontsize=10)
-        ax.legend(frameon=False)
+        _legend(ax, frameon=False)
         return _png(fig)
 
     return _safe(draw)
@@ -166,7 +172,7 @@ def calendar(real: CohortData, synth: CohortData) -> str | None:
             ax.plot(s.index, s.to_numpy() / max(s.sum(), 1), color=color, label=label)
         ax.set_xlabel("event year")
         ax.set_ylabel("share of events")
-        ax.legend(frameon=False)
+        _legend(ax, frameon=False)
         return _png(fig)
 
     return _safe(draw)
@@ -196,7 +202,7 @@ def km_curves(real: CohortData, synth: CohortData, study: dict[str, Any]) -> str
         ax.set_xlabel("years from start of observation")
         ax.set_ylabel("free of outcome")
         ax.set_title(f"{study['exposure_name'][:30]} → {study['outcome_name'][:30]}", fontsize=9)
-        ax.legend(frameon=False, fontsize=8)
+        _legend(ax, frameon=False, fontsize=8)
         return _png(fig)
 
     return _safe(draw)
@@ -226,7 +232,7 @@ def forest(studies: list[dict[str, Any]], key: str = "odds_ratio") -> str | None
         )
         ax.plot([], [], color=REAL, lw=2, label="real")
         ax.plot([], [], color=SYNTH, lw=2, label="synthetic")
-        ax.legend(frameon=False, fontsize=8, loc="lower right")
+        _legend(ax, frameon=False, fontsize=8, loc="lower right")
         return _png(fig)
 
     return _safe(draw)
@@ -241,7 +247,7 @@ def distances(to_train: np.ndarray, to_control: np.ndarray) -> str | None:
         ax.hist(to_control, bins=bins, alpha=0.6, color=CONTROL, label="to nearest control patient")
         ax.set_xlabel("distance of each synthetic patient (Gower)")
         ax.set_ylabel("synthetic patients")
-        ax.legend(frameon=False)
+        _legend(ax, frameon=False)
         return _png(fig)
 
     return _safe(draw)
