@@ -52,8 +52,10 @@ PATCHES = {
 
 
 def _interrupt(step: str, argv: list[str], cwd: Path) -> tuple[int, str]:
+    # A shell running CI in the background starts its children with SIGINT ignored; a user's
+    # terminal does not. Restore Python's own handler so the test sends what a Ctrl-C sends.
     code = (
-        "import sys, time\n"
+        "import signal, sys, time\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
         + PATCHES[step]
         + "from synthcohort.cli.main import main\nsys.argv = ['synthcohort', *sys.argv[1:]]\nmain()\n"
     )
@@ -61,12 +63,17 @@ def _interrupt(step: str, argv: list[str], cwd: Path) -> tuple[int, str]:
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *argv], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.strip() == "MARK", (line, proc.stderr.read() if proc.poll() is not None else "")
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    return proc.returncode, err
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == "MARK", (line, proc.stderr.read() if proc.poll() is not None else "")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        return proc.returncode, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 @pytest.mark.parametrize("step", ["fit", "generate", "export"])
