@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,23 +202,10 @@ def export(
             fmt=output.format or "ndjson",
             gz=output.gzip,
             seed=run_id,
-            recorded=recorded_time(store),
             progress=lambda n: bar.advance(n),
         )
         report = writer.write(target, overwrite=overwrite)
     return dict(sorted(report.written.items()))
-
-
-def recorded_time(store: CohortStore) -> dt.datetime:
-    """The FHIR Provenance time: SOURCE_DATE_EPOCH when set, else the synthetic data's last day (reruns match)."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
-    if epoch.isdigit():
-        return dt.datetime.fromtimestamp(int(epoch), dt.UTC)
-    _, last = store.date_range()
-    day = last.date() if isinstance(last, dt.datetime) else last
-    if not isinstance(day, dt.date):
-        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 def validate(output: OutputConfig, target: str, staging: Path | None, bars: BarFactory) -> dict[str, Any]:
