@@ -266,6 +266,21 @@ def test_empty_values_are_absent_and_counted(tmp_path: Path) -> None:
         ).fetchall() == [(None, None)]
 
 
+def test_empty_or_list_values_under_two_step_paths_do_not_stop_the_run(tmp_path: Path) -> None:
+    # "onsetPeriod.start" and "abatementPeriod.end" are two-element paths: an empty leaf is absent
+    # (the next path of the rule is read), an array on the way is walked like any other
+    cond = condition(
+        "c1", onsetPeriod={"start": ""}, recordedDate="2010-05-06", abatementPeriod=[{"end": "2011-01-02"}]
+    )
+    del cond["onsetDateTime"]
+    report, _ = extract(tmp_path, ndjson(tmp_path / "in.ndjson", patient(), cond))
+    assert report.mapped["Condition"] == 1
+    assert report.notes["empty_value"] == 1
+    with CohortStore.open(tmp_path / "store.duckdb") as store:
+        dates = store.con.execute("SELECT condition_start_date, condition_end_date FROM condition_occurrence")
+        assert [tuple(str(d) for d in row) for row in dates.fetchall()] == [("2010-05-06", "2011-01-02")]
+
+
 # 10 -----------------------------------------------------------------------------------------
 def test_impossible_patients_are_quarantined(tmp_path: Path) -> None:
     dead_first = patient("p1", deceasedDateTime="1960-01-01T00:00:00Z")

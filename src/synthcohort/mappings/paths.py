@@ -46,6 +46,30 @@ def parse_path(expr: str) -> list[tuple[str, str | None]]:
 def compile_path(expr: str) -> Getter:
     """A function returning every non-empty value found at ``expr`` (lists flattened)."""
     segments = parse_path(expr)
+
+    def walk(obj: Any, empty: EmptyCounter) -> list[Any]:
+        current = [obj]
+        for name, url in segments:
+            found: list[Any] = []
+            for item in current:
+                if not isinstance(item, dict):
+                    continue
+                value = item.get(name, _MISSING)
+                if value is _MISSING:
+                    continue
+                if _is_empty(value):
+                    empty.count += 1
+                    continue
+                for v in value if isinstance(value, list) else (value,):
+                    if _is_empty(v):
+                        empty.count += 1
+                    elif url is None or (isinstance(v, dict) and v.get("url") == url):
+                        found.append(v)
+            if not found:
+                return found
+            current = found
+        return current
+
     if len(segments) == 1 and segments[0][1] is None:
         name = segments[0][0]
 
@@ -84,28 +108,5 @@ def compile_path(expr: str) -> Getter:
             return walk(obj, empty)
 
         return two
-
-    def walk(obj: Any, empty: EmptyCounter) -> list[Any]:
-        current = [obj]
-        for name, url in segments:
-            found: list[Any] = []
-            for item in current:
-                if not isinstance(item, dict):
-                    continue
-                value = item.get(name, _MISSING)
-                if value is _MISSING:
-                    continue
-                if _is_empty(value):
-                    empty.count += 1
-                    continue
-                for v in value if isinstance(value, list) else (value,):
-                    if _is_empty(v):
-                        empty.count += 1
-                    elif url is None or (isinstance(v, dict) and v.get("url") == url):
-                        found.append(v)
-            if not found:
-                return found
-            current = found
-        return current
 
     return walk
