@@ -81,6 +81,7 @@ def exit_codes() -> str:
         if issubclass(cls, errors.SynthcohortError) and cls is not errors.SynthcohortError:
             rows.setdefault(cls.exit_code, []).append(cls)
     lines = ["| code | meaning | errors |", "|---:|---|---|", "| 0 | success | |"]
+    lines.append("| 1 | standard output closed early (piped into `head`, for example): the command stopped quietly | |")
     for code in sorted(rows):
         classes = sorted(rows[code], key=lambda c: (len(c.__mro__), c.__name__))
         meaning = (classes[0].__doc__ or "").strip().rstrip(".")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import select
 import sys
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -58,13 +59,31 @@ class LazyGroup(click.Group):
             ctx.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except BrokenPipeError as exc:
+            if _stdout_reader_gone():
+                raise  # stdout closed early (``| head``): click stops quietly with code 1
+            _internal_fault(ctx, exc)
         except Exception as exc:
-            # An unforeseen fault: its text may quote data, so only its type and code location are shown.
-            where = "".join(traceback.format_tb(exc.__traceback__))
-            logging.getLogger("synthcohort").debug("unexpected %s at\n%s", type(exc).__name__, where)
-            click.secho(f"error: unexpected internal fault ({type(exc).__name__})", fg="red", err=True)
-            click.echo("  what to do: run again with -vv --log-file to record where it failed, and report it", err=True)
-            ctx.exit(70)
+            _internal_fault(ctx, exc)
+
+
+def _internal_fault(ctx: click.Context, exc: Exception) -> NoReturn:
+    # An unforeseen fault: its text may quote data, so only its type and code location are shown.
+    where = "".join(traceback.format_tb(exc.__traceback__))
+    logging.getLogger("synthcohort").debug("unexpected %s at\n%s", type(exc).__name__, where)
+    click.secho(f"error: unexpected internal fault ({type(exc).__name__})", fg="red", err=True)
+    click.echo("  what to do: run again with -vv --log-file to record where it failed, and report it", err=True)
+    ctx.exit(70)
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (a broken pipe elsewhere is a fault)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() on this system, or stdout has no descriptor
+        return True
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
