@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -45,6 +46,8 @@ def make_engine(raw_url: str | URL, *, read_only: bool = True) -> Engine:
             url = url.set(drivername="postgresql+psycopg")
         kwargs["connect_args"] = {"connect_timeout": 10, "application_name": "synthcohort"}
     elif url.get_backend_name() == "duckdb":
+        if read_only:
+            _check_duckdb_file(url)
         kwargs.pop("pool_pre_ping")
         # A source DuckDB file may hold views that read other files or URLs: none of that is followed.
         kwargs["connect_args"] = {"read_only": read_only, "config": hardened_config(read_only)}
@@ -52,6 +55,19 @@ def make_engine(raw_url: str | URL, *, read_only: bool = True) -> Engine:
         return sa.create_engine(url, **kwargs)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         raise SourceError(f"unsupported database URL {display_url(url)}: {type(exc).__name__}") from None
+
+
+def _check_duckdb_file(url: URL) -> None:
+    """A DuckDB source must be an existing file: DuckDB's own error is vague, and nothing is created."""
+    database = url.database or ""
+    if database in ("", ":memory:") or Path(database).is_file():
+        return
+    raise SourceError(
+        f"{database} is a folder, not a DuckDB database file"
+        if Path(database).is_dir()
+        else f"there is no DuckDB database file at {database}",
+        "check the path in the URL: duckdb:///relative/path.duckdb or duckdb:////absolute/path.duckdb",
+    )
 
 
 _UNREACHABLE = ("connection refused", "could not connect", "could not translate host", "timeout expired", "timed out")
