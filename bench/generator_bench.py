@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "bench"))
-    from generator_quality import Store, evaluate
+    from generator_quality import figures_of
+
+    from synthcohort.evaluation.api import EvaluationConfig, evaluate
 
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent")
@@ -106,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         manifest = json.loads((work / f"model-{engine}" / "model.json").read_text())
         rec = manifest["record"]
         synth = work / f"synthetic-{engine}-{int(figures['persons'])}.duckdb"
-        figures |= evaluate(Store(str(synth)), Store(rec["train_store"]), Store(rec["control_store"]))
+        ev = evaluate(rec["train_store"], synth, rec["control_store"], EvaluationConfig(seed=args.seed))
+        figures |= {k: v for k, v in figures_of(ev).items() if isinstance(v, float)}
         report[engine] = figures
         print(engine, json.dumps({k: round(v, 3) for k, v in figures.items()}), flush=True)
     if "sdv" in report:

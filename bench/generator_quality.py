@@ -1,186 +1,129 @@
-"""Quality of a synthetic store against its training and control stores (quality-bar sections 2 and 3).
+"""Quality of the native engine over several seeds, measured by the project's own evaluation.
 
-A small stand-alone measure used while the evaluation module is not there:
-    python bench/generator_quality.py SYNTH.duckdb [--train T.duckdb --control C.duckdb]
+    python bench/generator_quality.py [COHORT.duckdb] [--seeds 1 2 3] [--min-leaf 11] [--out DIR]
+
+For each seed: fit on COHORT (the control split is made from the seed), sample as many persons
+as the training set holds, evaluate against the training and control stores. Prints the figures
+of quality-bar sections 2 and 3 per seed with their mean, and which gates failed. Without
+COHORT, the synthea-omop-1k-split cohort of ../shared/data is extracted first.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-import duckdb
-import numpy as np
-import pandas as pd
-from scipy.stats import ks_2samp
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.neighbors import NearestNeighbors
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+DATA = ROOT.parent / "shared" / "data" / "synthea-omop-1k-split" / "csv"
+RESULTS = ROOT / "bench" / "results"
 
-DOMAINS = {
-    "condition_occurrence": ("condition_concept_id", "condition_start_date"),
-    "drug_exposure": ("drug_concept_id", "drug_exposure_start_date"),
-    "procedure_occurrence": ("procedure_concept_id", "procedure_date"),
-    "measurement": ("measurement_concept_id", "measurement_date"),
-    "observation": ("observation_concept_id", "observation_date"),
-}
+from synthcohort.evaluation.api import EvaluationConfig, EvaluationResult, evaluate  # noqa: E402
 
-
-class Store:
-    def __init__(self, path: str) -> None:
-        self.con = duckdb.connect(path, read_only=True)
-        self.n = int(self.q("SELECT count(*) AS n FROM person")["n"][0])
-
-    def q(self, sql: str) -> pd.DataFrame:
-        return self.con.sql(sql).to_arrow_table().to_pandas()
-
-    def meta(self, key: str) -> str | None:
-        df = self.q(f"SELECT value FROM synthcohort_meta WHERE key = '{key}'")
-        return str(df["value"][0]) if len(df) else None
-
-    def persons(self) -> pd.DataFrame:
-        return self.q(
-            "SELECT p.person_id, gender_concept_id, race_concept_id, year_of_birth, "
-            "year(max(observation_period_end_date)) AS end_year FROM person p "
-            "LEFT JOIN observation_period o USING (person_id) GROUP BY ALL ORDER BY person_id"
-        )
-
-    def presence(self) -> pd.DataFrame:
-        parts = [
-            f"SELECT DISTINCT person_id, '{t[:4]}:' || {c} AS code FROM {t} WHERE {c} <> 0"
-            for t, (c, _) in DOMAINS.items()
-        ]
-        return self.q(" UNION ALL ".join(parts))
-
-    def per_person(self, table: str) -> np.ndarray:
-        df = self.q(
-            f"SELECT p.person_id, count(t.person_id) AS n FROM person p "
-            f"LEFT JOIN {table} t USING (person_id) GROUP BY 1"
-        )
-        return df["n"].to_numpy()
-
-    def gaps(self) -> np.ndarray:
-        df = self.q(
-            "SELECT visit_start_date - lag(visit_start_date) "
-            "OVER (PARTITION BY person_id ORDER BY visit_start_date) AS g "
-            "FROM visit_occurrence"
-        )
-        return df["g"].dropna().to_numpy(dtype=float)
+# (label, path into the evaluation figures)
+FIGURES: list[tuple[str, tuple[str, ...]]] = [
+    ("age_tvd", ("fidelity", "demographics", "age_tvd")),
+    ("race_tvd", ("fidelity", "demographics", "race_tvd")),
+    ("prev_r", ("fidelity", "prevalence", "pearson_r")),
+    ("prev_missing", ("fidelity", "prevalence", "share_missing")),
+    ("cooc_inf", ("fidelity", "cooccurrence", "informative", "mean_abs_delta_phi")),
+    ("cooc_all", ("fidelity", "cooccurrence", "all", "mean_abs_delta_phi")),
+    ("meas_ks", ("fidelity", "measurements", "median_ks")),
+    ("gap_ks", ("fidelity", "visit_gaps", "ks")),
+    ("obs_len_ks", ("fidelity", "observation_length", "ks")),
+    ("year_tvd", ("fidelity", "calendar", "event_year_tvd")),
+    ("tstr/trtr", ("utility", "tstr_over_trtr")),
+    ("dcr", ("privacy", "dcr_share")),
+    ("mia", ("privacy", "mia_auc")),
+    ("single", ("privacy", "singling_out", "risk")),
+    ("single_hi", ("privacy", "singling_out", "risk_high")),
+    ("link", ("privacy", "linkability", "risk")),
+    ("infer", ("privacy", "inference", "risk")),
+    ("infer_hi", ("privacy", "inference", "risk_high")),
+]
 
 
-def tvd(a: pd.Series, b: pd.Series) -> float:
-    pa_, pb = a.value_counts(normalize=True), b.value_counts(normalize=True)
-    idx = pa_.index.union(pb.index)
-    return float(0.5 * (pa_.reindex(idx, fill_value=0) - pb.reindex(idx, fill_value=0)).abs().sum())
+def _get(figures: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    node: Any = figures
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return float(node) if isinstance(node, (int, float)) else None
 
 
-def age_bins(p: pd.DataFrame, ref: int) -> pd.Series:
-    return ((ref - p["year_of_birth"]).clip(0, 200) // 5).astype(int)
+def _domain_ratios(figures: dict[str, Any]) -> dict[str, float]:
+    per = figures.get("fidelity", {}).get("events_per_patient", {})
+    return {f"ratio_{d}": float(v["ratio_of_means"]) for d, v in per.items() if v.get("ratio_of_means") is not None}
 
 
-def matrix(store: Store, codes: list[str]) -> pd.DataFrame:
-    pres = store.presence()
-    pres = pres[pres["code"].isin(codes)]
-    m = pd.crosstab(pres["person_id"], pres["code"]).clip(upper=1)
-    return m.reindex(index=store.persons()["person_id"], columns=codes, fill_value=0).fillna(0)
+def _extract(folder: Path) -> Path:
+    from synthcohort.cohort import CohortStore
+    from synthcohort.connectors.omop.csv_source import read_csv_folder
+
+    path = folder / "cohort.duckdb"
+    with CohortStore.building(path) as store:
+        read_csv_folder(DATA, store)
+        store.set_meta("kind", "real")
+    return path
 
 
-def features(store: Store, codes: list[str], ref: int) -> np.ndarray:
-    p = store.persons()
-    m = matrix(store, codes).to_numpy(dtype=float)
-    demo = np.column_stack([(p["gender_concept_id"] == 8507).astype(float), (ref - p["year_of_birth"]) / 10.0])
-    return np.hstack([demo, m])
+def run_seed(cohort: Path, work: Path, seed: int, min_leaf: int) -> dict[str, Any]:
+    from synthcohort.generator import engine_class
+
+    t0 = time.perf_counter()
+    model = engine_class("native")(seed=seed, min_leaf=min_leaf)
+    model.fit(cohort)
+    synth = work / f"synthetic-{seed}.duckdb"
+    result = model.sample(int(model.record["persons_learned"]), synth, seed=seed, overwrite=True)
+    seconds = time.perf_counter() - t0
+    rec = model.record
+    ev = evaluate(rec["train_store"], synth, rec["control_store"], EvaluationConfig(seed=seed))
+    return {"seed": seed, "persons": result.persons, "fit_sample_s": seconds, **figures_of(ev)}
 
 
-def evaluate(synth: Store, train: Store, control: Store) -> dict[str, float]:
-    out: dict[str, float] = {}
-    pt, ps = train.persons(), synth.persons()
-    ref = int(train.q("SELECT year(max(visit_start_date)) AS y FROM visit_occurrence")["y"][0])
-    out["age_tvd"] = tvd(age_bins(pt, ref), age_bins(ps, ref))
-    out["gender_tvd"] = tvd(pt["gender_concept_id"], ps["gender_concept_id"])
-    out["race_tvd"] = tvd(pt["race_concept_id"], ps["race_concept_id"])
-    prt, prs = train.presence(), synth.presence()
-    prev_t = prt.groupby("code")["person_id"].nunique() / train.n
-    prev_s = prs.groupby("code")["person_id"].nunique() / synth.n
-    held = prev_t[prev_t * train.n >= 10]
-    s = prev_s.reindex(held.index).fillna(0)
-    out["prevalence_r"] = float(np.corrcoef(held, s)[0, 1])
-    out["prevalence_missing"] = float((s == 0).mean())
-    informative = held[(held >= 0.05) & (held <= 0.95)].sort_values(ascending=False).index[:30].tolist()
-    top = held.sort_values(ascending=False).index[:30].tolist()
-    for name, codes in (("cooc_informative", informative), ("cooc_top30", top)):
-        mt, ms = matrix(train, codes), matrix(synth, codes)
-        ct = np.nan_to_num(np.corrcoef(mt.to_numpy(dtype=float).T))
-        cs = np.nan_to_num(np.corrcoef(ms.to_numpy(dtype=float).T))
-        iu = np.triu_indices(len(codes), 1)
-        out[f"{name}_abs_dphi"] = float(np.abs(ct[iu] - cs[iu]).mean())
-    for table in ("visit_occurrence", *DOMAINS):
-        a, b = train.per_person(table), synth.per_person(table)
-        out[f"events_{table}_ratio"] = float(b.mean() / max(a.mean(), 1e-9))
-        out[f"events_{table}_ks"] = float(ks_2samp(a, b).statistic)
-    out["visit_gap_ks"] = float(ks_2samp(train.gaps(), synth.gaps()).statistic)
-    top_m = train.q(
-        "SELECT measurement_concept_id AS c FROM measurement WHERE measurement_concept_id <> 0 "
-        "GROUP BY 1 ORDER BY count(*) DESC LIMIT 20"
-    )["c"].tolist()
-    kss = []
-    for c in top_m:
-        sql = (
-            "SELECT value_as_number AS v FROM measurement "
-            f"WHERE measurement_concept_id = {int(c)} AND value_as_number IS NOT NULL"
-        )
-        a, b = train.q(sql)["v"].to_numpy(), synth.q(sql)["v"].to_numpy()
-        if len(a) and len(b):
-            kss.append(ks_2samp(a, b).statistic)
-    out["measurement_ks_median"] = float(np.median(kss)) if kss else float("nan")
-    # Utility: predict the most informative condition from age, sex and the other concepts.
-    codes = [c for c in informative]
-    target = next(c for c in informative if c.startswith("cond"))
-    feats = [c for c in codes if c != target]
-
-    def xy(store: Store) -> tuple[np.ndarray, np.ndarray]:
-        full = features(store, [target, *feats], ref)
-        return np.delete(full, 2, axis=1), full[:, 2]
-
-    xt, yt = xy(train)
-    xs, ys = xy(synth)
-    xc, yc = xy(control)
-    auc_real = roc_auc_score(yc, LogisticRegression(max_iter=2000).fit(xt, yt).predict_proba(xc)[:, 1])
-    auc_syn = roc_auc_score(yc, LogisticRegression(max_iter=2000).fit(xs, ys).predict_proba(xc)[:, 1])
-    out["tstr_trtr"] = float(auc_syn / auc_real)
-    # Privacy: distance to closest record, training vs control.
-    codes = held.index.tolist()
-    ft, fs, fc = features(train, codes, ref), features(synth, codes, ref), features(control, codes, ref)
-    n = min(len(ft), len(fc))
-    rng = np.random.default_rng(0)
-    ft = ft[rng.permutation(len(ft))[:n]]
-    fc = fc[rng.permutation(len(fc))[:n]]
-    dt = NearestNeighbors(n_neighbors=1).fit(ft).kneighbors(fs)[0][:, 0]
-    dc = NearestNeighbors(n_neighbors=1).fit(fc).kneighbors(fs)[0][:, 0]
-    out["dcr_share_closer_to_train"] = float(((dt < dc) + 0.5 * (dt == dc)).mean())
-    out["exact_copies"] = float(
-        (NearestNeighbors(n_neighbors=1).fit(features(train, codes, ref)).kneighbors(fs)[0][:, 0] == 0).sum()
-    )
-    return out
+def figures_of(ev: EvaluationResult) -> dict[str, Any]:
+    """The headline figures of an evaluation, flat, with the gates that failed."""
+    row: dict[str, Any] = {label: _get(ev.figures, path) for label, path in FIGURES}
+    row |= _domain_ratios(ev.figures)
+    row["failed_gates"] = [g.name for g in ev.gates if g.status == "fail"]
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("synth")
-    ap.add_argument("--train")
-    ap.add_argument("--control")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("cohort", nargs="?", type=Path)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--min-leaf", type=int, default=11)
+    ap.add_argument("--out", type=Path, default=None, help="folder for the models and stores (default: a temp dir)")
     args = ap.parse_args(argv)
-    synth = Store(args.synth)
-    train = Store(args.train or synth.meta("train_store") or "")
-    control = Store(args.control or synth.meta("control_store") or "")
-    figures = evaluate(synth, train, control)
-    json.dump(figures, sys.stdout, indent=1)
-    print()
-    out = Path("bench/results")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "generator_quality.json").write_text(json.dumps(figures, indent=1))
+    work = args.out or Path(tempfile.mkdtemp(prefix="genquality-"))
+    work.mkdir(parents=True, exist_ok=True)
+    cohort = args.cohort
+    if cohort is None:
+        if not DATA.is_dir():
+            print(f"skipped: {DATA} is absent")
+            return 0
+        cohort = _extract(work)
+    rows = []
+    for seed in args.seeds:
+        row = run_seed(cohort, work, seed, args.min_leaf)
+        rows.append(row)
+        shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}
+        print(json.dumps(shown), flush=True)
+    numeric = [k for k in rows[0] if k not in ("seed", "failed_gates") and isinstance(rows[0][k], (int, float))]
+    mean = {k: statistics.fmean(r[k] for r in rows if r[k] is not None) for k in numeric}
+    print("mean", json.dumps({k: round(v, 3) for k, v in mean.items()}))
+    failed = sorted({g for r in rows for g in r["failed_gates"]})
+    print("gates failed in at least one seed:", ", ".join(failed) or "none")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "generator_quality.json").write_text(json.dumps({"runs": rows, "mean": mean}, indent=1))
     return 0
 
 

@@ -244,8 +244,12 @@ def inference(
 
 
 def _correct(guess: np.ndarray, truth: np.ndarray, col: str, tolerance: float) -> np.ndarray:
+    """A guess is right when equal (categories), within a year (calendar years: a share of the year
+    number would accept a century), or within ``tolerance`` of the true value (counts, lengths)."""
     if _is_categorical(col):
         return np.asarray(guess == truth)
+    if col.endswith("year") or col.startswith("year_"):
+        return np.asarray(np.abs(guess - truth) <= 1.0)
     return np.asarray(np.abs(guess - truth) <= tolerance * np.maximum(np.abs(truth), 1.0))
 
 

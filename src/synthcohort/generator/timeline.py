@@ -75,8 +75,7 @@ def lay_out(
     v_pat = np.repeat(pid, n_vis)
     nv = int(n_vis.sum())
     within = np.arange(nv) - np.repeat(v_start, n_vis)
-    # Gaps drawn from persons of a similar visit rate; the window ends where the model put it
-    # and starts where the gaps lead (not before birth: then the gaps are shrunk to fit).
+    # Gaps drawn from persons of a similar visit rate.
     edges = stats["gap_edges"]
     rate = np.maximum(n_vis - 1, 0) / np.maximum(end - start, 1)
     bucket = np.clip(np.searchsorted(edges, np.repeat(rate, n_vis), side="right") - 1, 0, len(edges) - 2)
@@ -90,10 +89,15 @@ def lay_out(
     cum = cum - np.repeat(cum[v_start[n_vis > 0]], n_vis[n_vis > 0]) if nv else cum
     total = np.zeros(m)
     total[n_vis > 0] = cum[(v_start + n_vis - 1)[n_vis > 0]]
-    room = end - birth
-    squeeze = np.where(total > room, room / np.maximum(total, 1), 1.0)
-    start = np.where(n_vis > 0, end - np.round(total * squeeze), start)
-    v_day = np.minimum(start[v_pat] + np.round(cum * squeeze[v_pat]), end[v_pat])
+    # The window runs from the first visit to the last. Its length is learned twice: by the model
+    # (jointly with age and the rest) and as the sum of the drawn gaps (the rhythm). Their geometric
+    # mean is kept, the gaps scaled to span it, never reaching before birth: either alone distorts
+    # the other (the model's length skews the gaps, the gaps' sum shortens the windows).
+    span = np.sqrt(np.maximum(end - start, 1.0) * np.maximum(total, 1.0))
+    span = np.where(total > 0, np.minimum(span, end - birth), 0.0)
+    scale = span / np.maximum(total, 1.0)
+    start = np.where(n_vis > 0, end - np.round(total * scale), start)
+    v_day = np.minimum(start[v_pat] + np.round(cum * scale[v_pat]), end[v_pat])
     chunk["observation_period"] = pd.DataFrame(
         {
             "person_id": pid,
