@@ -75,3 +75,39 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
         load(_write(tmp_path, "[source\n"))
     with pytest.raises(ConfigError, match="no pipeline file"):
         load(tmp_path / "absent.toml")
+
+
+FHIR_SOURCE = """[source]
+kind = "fhir"
+path = "bundles"
+vocab = "athena"
+"""
+GOOD_FHIR = GOOD[: GOOD.index("[source]")] + FHIR_SOURCE + GOOD[GOOD.index("[model]") :]
+
+
+def test_fhir_vocabulary_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative vocabulary folder or DuckDB file is the pipeline folder's; a database URL is kept as written."""
+    monkeypatch.chdir("/")
+    assert load(_write(tmp_path, GOOD_FHIR)).source.vocab == str(tmp_path.resolve() / "athena")
+    cfg = load(_write(tmp_path, GOOD_FHIR.replace('"athena"', '"duckdb:///vocab.duckdb"')))
+    assert cfg.source.vocab == f"duckdb:///{tmp_path.resolve() / 'vocab.duckdb'}"
+    url = "postgresql://reader@127.0.0.1/test"
+    monkeypatch.setenv("VOCAB_PW", "x")
+    text = GOOD_FHIR.replace('"athena"', f'"{url}"\nvocab_schema = "vocab"\npassword_env = "VOCAB_PW"')
+    cfg = load(_write(tmp_path, text))
+    assert (cfg.source.vocab, cfg.source.vocab_schema) == (url, "vocab")
+
+
+@pytest.mark.parametrize(
+    ("new", "message"),
+    [
+        ('"postgresql://reader:canary-secret@127.0.0.1/test"', "password was given"),
+        ('"athena"\nvocab_schema = "vocab"', "needs vocab to be a database URL"),
+        ('"duckdb:///vocab.duckdb"\npassword_env = "CDM_PW"', "DuckDB file has no password"),
+    ],
+)
+def test_fhir_vocabulary_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new: str, message: str) -> None:
+    monkeypatch.setenv("CDM_PW", "x")
+    with pytest.raises(ConfigError, match=message) as info:
+        load(_write(tmp_path, GOOD_FHIR.replace('"athena"', new)))
+    assert "canary-secret" not in str(info.value)

@@ -126,24 +126,35 @@ def pg_engine() -> sa.Engine:
     return sa.create_engine(PG_URL)
 
 
+def _load_pg_schema(con: sa.Connection, schema: str, files: dict[str, Path]) -> None:
+    """Create ``schema`` with the official PostgreSQL DDL and COPY each CSV file into its table."""
+    con.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    for stmt in split_sql(official_ddl("postgresql", "ddl", schema)):
+        con.execute(sa.text(stmt))
+    raw = con.connection.driver_connection
+    assert raw is not None
+    for name, file in files.items():
+        opener = gzip.open if file.suffix == ".gz" else open
+        copy_sql = f"COPY {schema}.{name} FROM STDIN (FORMAT csv, HEADER true)"
+        with opener(file, "rb") as fh, raw.cursor() as cur, cur.copy(copy_sql) as copy:
+            copy.write(fh.read())
+
+
+def _drop_pg_schema(engine: sa.Engine, schema: str) -> None:
+    with engine.begin() as con:
+        con.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def eunomia_pg(eunomia: Path) -> Iterator[str]:
     """Eunomia loaded (COPY) into the official PostgreSQL DDL, in a schema of its own, for the session."""
     engine = pg_engine()
     schema = f"src_{uuid.uuid4().hex[:10]}"
+    # CONCEPT_RELATIONSHIP: 266k rows the CDM tests do not need from PostgreSQL (eunomia_vocabulary_pg has them)
+    files = {name: file for name, file in _csv_files(eunomia).items() if name != "concept_relationship"}
     with engine.begin() as con:
-        con.execute(sa.text(f"CREATE SCHEMA {schema}"))
-        for stmt in split_sql(official_ddl("postgresql", "ddl", schema)):
-            con.execute(sa.text(stmt))
-        raw = con.connection.driver_connection
-        assert raw is not None
-        for name, file in _csv_files(eunomia).items():
-            if name == "concept_relationship":
-                continue  # 266k rows the tests do not need from PostgreSQL
-            opener = gzip.open if file.suffix == ".gz" else open
-            copy_sql = f"COPY {schema}.{name} FROM STDIN (FORMAT csv, HEADER true)"
-            with opener(file, "rb") as fh, raw.cursor() as cur, cur.copy(copy_sql) as copy:
-                copy.write(fh.read())
+        _load_pg_schema(con, schema, files)
         con.execute(sa.text(f"UPDATE {schema}.person SET person_source_value = '{CANARY_ID}' || person_id"))
         con.execute(
             sa.text(
@@ -154,9 +165,21 @@ def eunomia_pg(eunomia: Path) -> Iterator[str]:
     try:
         yield schema
     finally:
-        with engine.begin() as con:
-            con.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        engine.dispose()
+        _drop_pg_schema(engine, schema)
+
+
+@pytest.fixture(scope="session")
+def eunomia_vocabulary_pg(eunomia: Path) -> Iterator[str]:
+    """Eunomia's CONCEPT and CONCEPT_RELATIONSHIP only, in a PostgreSQL schema of their own, for the session."""
+    engine = pg_engine()
+    schema = f"voc_{uuid.uuid4().hex[:10]}"
+    files = {n: f for n, f in _csv_files(eunomia).items() if n in ("concept", "concept_relationship")}
+    with engine.begin() as con:
+        _load_pg_schema(con, schema, files)
+    try:
+        yield schema
+    finally:
+        _drop_pg_schema(engine, schema)
 
 
 class StatementLog:

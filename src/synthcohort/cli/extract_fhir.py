@@ -10,9 +10,10 @@ import click
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Cohort store to create.")
 @click.option(
     "--vocab",
-    type=click.Path(exists=True),
-    help="OMOP vocabulary: an Athena CSV folder (CONCEPT, CONCEPT_RELATIONSHIP) or a DuckDB file holding them.",
+    help="OMOP vocabulary: an Athena CSV folder (CONCEPT, CONCEPT_RELATIONSHIP), a DuckDB file holding them, "
+    "or a database URL (postgresql://user@host/db; password from SYNTHCOHORT_DB_PASSWORD, PGPASSWORD or ~/.pgpass).",
 )
+@click.option("--vocab-schema", help="Schema holding the vocabulary when --vocab is a database URL.")
 @click.option(
     "--skip-tolerance",
     type=click.IntRange(min=0),
@@ -28,6 +29,7 @@ def command(
     path: str,
     output: str,
     vocab: str | None,
+    vocab_schema: str | None,
     skip_tolerance: int,
     allow_skips: bool,
     line_cap: int | None,
@@ -46,10 +48,12 @@ def command(
     from synthcohort.cohort import CohortStore
     from synthcohort.connectors.fhir.reader import check_tolerance, read_fhir
     from synthcohort.connectors.fhir.sources import Limits
-    from synthcohort.mappings.vocabulary import Vocabulary
+    from synthcohort.connectors.omop.database_vocabulary import open_vocabulary
     from synthcohort.outputs import atomic_file
 
-    vocabulary = Vocabulary.open(vocab) if vocab else None
+    if vocab_schema and not vocab:
+        raise click.UsageError("--vocab-schema goes with --vocab")
+    vocabulary = open_vocabulary(vocab, vocab_schema) if vocab else None
     limits = Limits(line_bytes=line_cap) if line_cap else Limits()
     tolerance = 2**62 if allow_skips else skip_tolerance
     try:

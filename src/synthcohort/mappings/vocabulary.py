@@ -1,7 +1,8 @@
 """Concept resolution: (vocabulary_id, code) -> source concept -> ``Maps to`` -> standard concept.
 
 The vocabulary is the user's own: an Athena CSV folder (CONCEPT, CONCEPT_RELATIONSHIP; comma or tab,
-.csv or .csv.gz), or a DuckDB file holding the vocabulary tables (a CDM database or a cohort store).
+.csv or .csv.gz), a DuckDB file holding the vocabulary tables (a CDM database or a cohort store), or rows
+fetched for the codes seen (:meth:`Vocabulary.fetching`, e.g. from a database's vocabulary schema).
 Nothing is bundled. Resolution runs once per extraction, as one join over the distinct codes seen.
 """
 
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import gzip
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from synthcohort import cdm
 from synthcohort.cohort import hardened_config
 from synthcohort.errors import InputError
 
@@ -41,6 +44,29 @@ CONCEPT_COLUMNS = (
 )
 
 
+RowSource = Callable[[pa.Table], tuple[pa.Table, pa.Table]]
+"""Codes (vocabulary_id, code) -> (their CONCEPT rows and those of their targets, their Maps-to relationships)."""
+
+# The columns resolution reads, per table.
+RESOLUTION_COLUMNS = {
+    "concept": CONCEPT_COLUMNS,
+    "concept_relationship": ("concept_id_1", "concept_id_2", "relationship_id", "invalid_reason"),
+}
+
+
+# An empty flag is no flag (a CSV loaded as '' rather than NULL): the store holds NULL, as OMOP has it.
+_CONCEPT_SELECT = ", ".join(
+    f"nullif({c}, '') AS {c}" if c in ("standard_concept", "invalid_reason") else c for c in CONCEPT_COLUMNS
+)
+
+
+def _held_table_sql(table: str) -> str:
+    """An empty table for the rows a fetching vocabulary holds, typed as the CDM types them."""
+    spec = cdm.table(table)
+    types = {c: spec.column(c).type.upper().replace("INTEGER", "BIGINT") for c in RESOLUTION_COLUMNS[table]}
+    return f"CREATE TABLE {table} ({', '.join(f'{c} {t}' for c, t in types.items())})"
+
+
 def _find(folder: Path, table: str) -> Path | None:
     for path in sorted(folder.iterdir()):
         name = path.name.lower()
@@ -65,13 +91,27 @@ def _date(expr: str) -> str:
 class Vocabulary:
     """An open vocabulary source; ``resolve`` maps codes to concepts."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, description: str) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        description: str,
+        rows: RowSource | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self.con = con
         self.description = description
+        self._rows = rows
+        self._on_close = on_close
 
     @classmethod
     def open(cls, source: str | Path) -> Vocabulary:
         path = Path(source)
+        if not path.exists():
+            raise InputError(
+                f"there is no vocabulary at {path}",
+                "give an Athena download folder, a .duckdb file or a database URL holding CONCEPT and "
+                "CONCEPT_RELATIONSHIP",
+            )
         if path.is_dir():
             return cls._athena(path)
         if path.is_file() and path.suffix in (".duckdb", ".db", ".ddb"):
@@ -80,6 +120,15 @@ class Vocabulary:
             f"vocabulary source {path} is neither a folder nor a DuckDB file",
             "give an Athena download folder (CONCEPT.csv, CONCEPT_RELATIONSHIP.csv) or a .duckdb file with them",
         )
+
+    @classmethod
+    def fetching(cls, rows: RowSource, description: str, on_close: Callable[[], None]) -> Vocabulary:
+        """A vocabulary that holds, at each ``resolve``, only the rows ``rows`` returns for the codes asked."""
+        con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+        con.execute("SET enable_external_access = false")
+        for table in RESOLUTION_COLUMNS:
+            con.execute(_held_table_sql(table))
+        return cls(con, description, rows, on_close)
 
     @classmethod
     def _athena(cls, folder: Path) -> Vocabulary:
@@ -145,6 +194,8 @@ class Vocabulary:
     def resolve(self, codes: pa.Table) -> tuple[pa.Table, pa.Table]:
         """Resolve ``codes`` (vocabulary_id, code): returns (resolved rows, the concept rows they use)."""
         con = self.con
+        if self._rows is not None:
+            self._hold(*self._rows(codes))
         con.register("_q", codes)
         try:
             resolved = con.sql(
@@ -173,7 +224,7 @@ class Vocabulary:
             con.register("_r", resolved)
             concepts = con.sql(
                 f"""
-                SELECT {", ".join(CONCEPT_COLUMNS)} FROM concept
+                SELECT {_CONCEPT_SELECT} FROM concept
                 WHERE concept_id IN (SELECT source_concept_id FROM _r UNION SELECT concept_id FROM _r)
                 QUALIFY row_number() OVER (PARTITION BY concept_id) = 1
                 ORDER BY concept_id
@@ -187,5 +238,18 @@ class Vocabulary:
         log.info("vocabulary %s: %d of %d codes found", self.description, resolved.num_rows, codes.num_rows)
         return resolved.cast(RESOLVED_SCHEMA), concepts
 
+    def _hold(self, concepts: pa.Table, relationships: pa.Table) -> None:
+        """Replace the rows held with these (columns matched by name; absent ones are NULL)."""
+        for table, rows in (("concept", concepts), ("concept_relationship", relationships)):
+            self.con.execute(f"DELETE FROM {table}")
+            self.con.register("_rows", rows)
+            try:
+                columns = ", ".join(c for c in rows.column_names if c in RESOLUTION_COLUMNS[table])
+                self.con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _rows")
+            finally:
+                self.con.unregister("_rows")
+
     def close(self) -> None:
         self.con.close()
+        if self._on_close is not None:
+            self._on_close()

@@ -178,16 +178,18 @@ def _resolve_person_ids(cohort: CohortConfig, base: Path) -> CohortConfig:
 
 
 def _resolve_paths(section: Any, base: Path) -> Any:
-    """Relative folder paths and DuckDB file URLs are taken from the pipeline file's folder."""
+    """Relative folder and file paths, and DuckDB file URLs, are taken from the pipeline file's folder."""
     fields = {k: getattr(section, k) for k in section.__dataclass_fields__}
-    path = fields.get("path")
-    if isinstance(path, str):
-        fields["path"] = str((base / path).resolve()) if not Path(path).is_absolute() else path
-    url = fields.get("url")
-    if isinstance(url, str) and url.startswith("duckdb:///"):
-        database = url[len("duckdb:///") :]
-        if database and database != ":memory:" and not Path(database).is_absolute():
-            fields["url"] = f"duckdb:///{(base / database).resolve()}"
+    for key in ("path", "url", "vocab"):  # vocab: an Athena folder, a DuckDB file or a database URL
+        value = fields.get(key)
+        if not isinstance(value, str):
+            continue
+        if value.startswith("duckdb:///"):
+            database = value[len("duckdb:///") :]
+            if database and database != ":memory:" and not Path(database).is_absolute():
+                fields[key] = f"duckdb:///{(base / database).resolve()}"
+        elif key != "url" and "://" not in value and not Path(value).is_absolute():
+            fields[key] = str((base / value).resolve())
     return type(section)(**fields)
 
 
@@ -199,6 +201,8 @@ def _validate(cfg: PipelineConfig, where: str) -> None:
         raise ConfigError(f"[source] needs exactly one of path or url in {where}")
     if src.kind == "fhir" and src.url:
         raise ConfigError("a FHIR source is a file or folder: give [source] path")
+    if src.kind == "fhir" and src.vocab_schema and "://" not in (src.vocab or ""):
+        raise ConfigError("[source] vocab_schema of a FHIR source needs vocab to be a database URL")
     if cfg.model.engine not in ENGINES:
         raise ConfigError(f"[model] engine must be one of {', '.join(ENGINES)}")
     holdout = cfg.model.holdout
@@ -239,9 +243,12 @@ def _validate(cfg: PipelineConfig, where: str) -> None:
 
     sections: list[SourceConfig | OutputConfig] = [src, *cfg.outputs]
     for section in sections:
-        if section.url:
-            parse_url(section.url)
-            if section.password_env and section.url.startswith("duckdb:"):
+        url = section.url or (
+            section.vocab if isinstance(section, SourceConfig) and "://" in (section.vocab or "") else None
+        )
+        if url:
+            parse_url(url)
+            if section.password_env and url.startswith("duckdb:"):
                 raise ConfigError("a DuckDB file has no password: remove password_env from its section")
         env = section.password_env
         if env and env not in os.environ:

@@ -110,9 +110,10 @@ def extract(cfg: PipelineConfig, work: Workdir, bars: BarFactory) -> ExtractResu
 
 def _extract_fhir(src: SourceConfig, store: CohortStore, bar: StageBar) -> dict[str, Any]:
     from synthcohort.connectors.fhir.reader import check_tolerance, read_fhir
-    from synthcohort.mappings.vocabulary import Vocabulary
+    from synthcohort.connectors.omop.database_vocabulary import open_vocabulary
 
-    vocabulary = Vocabulary.open(src.vocab) if src.vocab else None
+    with password_from(src.password_env):
+        vocabulary = open_vocabulary(src.vocab, src.vocab_schema) if src.vocab else None
     try:
         report = read_fhir(str(src.path), store, vocabulary=vocabulary, progress=lambda n: bar.advance(n))
     finally:

@@ -114,13 +114,7 @@ def source_tables(cat: Catalogue, schema: str, vocab_schema: str, cohort_schema:
         if "person_id" not in wanted:
             continue
         src.tables[name] = sa.table(found, *(sa.column(cols[c]) for c in wanted), schema=schema)
-    for name in cdm.VOCABULARY_TABLES:
-        found = cat.table(vocab_schema, name)
-        if found is None:
-            continue
-        cols = cat.columns(vocab_schema, found)
-        wanted = [c for c in cdm.table(name).column_names if c in cols]
-        src.vocab[name] = sa.table(found, *(sa.column(cols[c]) for c in wanted), schema=vocab_schema)
+    src.vocab = vocabulary_tables(cat, vocab_schema)
     found = cat.table(cohort_schema, "cohort")
     if found:
         cols = cat.columns(cohort_schema, found)
@@ -131,6 +125,19 @@ def source_tables(cat: Catalogue, schema: str, vocab_schema: str, cohort_schema:
     return src
 
 
+def vocabulary_tables(cat: Catalogue, vocab_schema: str) -> dict[str, sa.TableClause]:
+    """The vocabulary tables found in ``vocab_schema``, each with the CDM columns it has."""
+    tables = {}
+    for name in cdm.VOCABULARY_TABLES:
+        found = cat.table(vocab_schema, name)
+        if found is None:
+            continue
+        cols = cat.columns(vocab_schema, found)
+        wanted = [c for c in cdm.table(name).column_names if c in cols]
+        tables[name] = sa.table(found, *(sa.column(cols[c]) for c in wanted), schema=vocab_schema)
+    return tables
+
+
 class SqlVocabulary:
     """Vocabulary rows fetched by bound id lists, in chunks."""
 
@@ -138,10 +145,14 @@ class SqlVocabulary:
         self.engine = engine
         self.vocab = src.vocab
 
-    def _fetch(self, table: str, key: str, values: list[int] | list[str], many: bool = True) -> pa.Table | None:
+    def _fetch(
+        self, table: str, key: str, values: list[int] | list[str], where: dict[str, str] | None = None
+    ) -> pa.Table | None:
+        """Rows whose ``key`` is one of ``values`` (and whose columns equal ``where``'s values)."""
         t = self.vocab.get(table)
         if t is None:
             return None
+        also = [t.c[column] == value for column, value in (where or {}).items()]
         names = [c.name for c in t.c]
         schema = arrow_schema(table, names)
         elem_type: Any = sa.BigInteger() if values and isinstance(values[0], int) else sa.String()
@@ -149,7 +160,7 @@ class SqlVocabulary:
         for i in range(0, len(values), ID_CHUNK):
             chunk = values[i : i + ID_CHUNK]
             param = sa.bindparam("ids", list(chunk), type_=sa.ARRAY(elem_type), unique=True)
-            stmt = sa.select(*t.c).where(t.c[key] == sa.any_(param))
+            stmt = sa.select(*t.c).where(t.c[key] == sa.any_(param), *also)
 
             def read(stmt: sa.Select[tuple[object, ...]] = stmt) -> list[pa.RecordBatch]:
                 return list(stream(self.engine, stmt, schema))
@@ -159,6 +170,13 @@ class SqlVocabulary:
 
     def concepts(self, ids: list[int]) -> pa.Table | None:
         return self._fetch("concept", "concept_id", ids)
+
+    def concepts_by_code(self, vocabulary_id: str, codes: list[str]) -> pa.Table | None:
+        return self._fetch("concept", "concept_code", codes, {"vocabulary_id": vocabulary_id})
+
+    def maps_to(self, ids: list[int]) -> pa.Table | None:
+        """The ``Maps to`` relationships from these concepts."""
+        return self._fetch("concept_relationship", "concept_id_1", ids, {"relationship_id": "Maps to"})
 
     def ancestors(self, descendant_ids: list[int]) -> pa.Table | None:
         return self._fetch("concept_ancestor", "descendant_concept_id", descendant_ids)
