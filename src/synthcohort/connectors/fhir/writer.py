@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import hashlib
 import logging
 import os
 from collections import Counter
@@ -18,23 +17,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import duckdb
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from synthcohort import __version__, cdm
+from synthcohort import __version__
 from synthcohort.cohort import CohortStore
+from synthcohort.connectors.fhir.ids import fhir_uuid
+from synthcohort.connectors.fhir.render import TABLE_OF, load_concepts, references_sql, rows_sql
 from synthcohort.errors import ConfigError
-from synthcohort.mappings.rules import LOCAL_CONCEPT_BASE, all_rules, code_systems
-from synthcohort.mappings.writing import ResourceTemplate
+from synthcohort.mappings.rules import all_rules
 from synthcohort.outputs import FILE_MODE, atomic_output_dir
 
 log = logging.getLogger(__name__)
 
 TAG_SYSTEM = "https://synthcohort.org/CodeSystem/data-origin"
 HTEST = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HTEST", "display": "test health data"}
-_TABLE_OF = {"Patient": "person", "Encounter": "visit_occurrence"}
 FORMATS = ("ndjson", "bundle")
+_BATCH_ROWS = 8_192
 
 
 @dataclass
@@ -53,79 +53,6 @@ class ExportReport:
             "files": len(self.files),
             "bytes": self.bytes,
         }
-
-
-class _Context:
-    """Fresh ids, references and codings for the templates (see mappings.writing.WriteContext)."""
-
-    def __init__(self, seed: str, codings: dict[int, dict[str, str]], vocab: dict[int, str], urn: bool) -> None:
-        self.seed = seed
-        self.codings = codings
-        self.vocab = vocab
-        self.urn = urn
-        self.refs: dict[tuple[str, Any], dict[str, str]] = {}
-        self.dropped_links = 0
-
-    def fhir_id(self, table: str, store_id: Any) -> str:
-        return _uuid(f"{self.seed}|{table}|{store_id}")
-
-    def set_known(self, persons: list[Any], visits: list[Any]) -> None:
-        """The persons and visits of the current chunk: the only targets a reference may name."""
-        prefix = "urn:uuid:" if self.urn else None
-        self.refs = {}
-        for rtype, table, ids in (("Patient", "person", persons), ("Encounter", "visit_occurrence", visits)):
-            for store_id in ids:
-                rid = self.fhir_id(table, store_id)
-                self.refs[(rtype, store_id)] = {"reference": f"{prefix}{rid}" if prefix else f"{rtype}/{rid}"}
-
-    def reference(self, resource_type: str, store_id: Any) -> dict[str, str] | None:
-        if store_id is None:
-            return None
-        ref = self.refs.get((resource_type, store_id))
-        if ref is None:
-            self.dropped_links += 1
-        return ref
-
-    def coding(self, concept_id: Any) -> dict[str, str] | None:
-        return self.codings.get(concept_id) if concept_id else None
-
-    def vocabulary(self, concept_id: Any) -> str | None:
-        return self.vocab.get(concept_id) if concept_id else None
-
-
-def _codings(store: CohortStore) -> tuple[dict[int, dict[str, str]], dict[int, str]]:
-    """concept_id -> FHIR coding, for concepts whose vocabulary has a known system URI (or a local one)."""
-    uris = code_systems().uri_of
-    rows = store.con.execute(
-        "SELECT c.concept_id, c.vocabulary_id, c.concept_code, c.concept_name, v.vocabulary_reference "
-        "FROM concept c LEFT JOIN vocabulary v ON v.vocabulary_id = c.vocabulary_id"
-    ).fetchall()
-    codings: dict[int, dict[str, str]] = {}
-    vocab: dict[int, str] = {}
-    for cid, vocabulary_id, code, name, reference in rows:
-        vocab[cid] = vocabulary_id
-        system = uris.get(vocabulary_id)
-        if system is None and cid >= LOCAL_CONCEPT_BASE and reference:
-            system = reference
-        if system is None or not code:
-            continue
-        coding = {"system": system, "code": str(code)}
-        if cid < LOCAL_CONCEPT_BASE and name:
-            coding["display"] = str(name)
-        codings[cid] = coding
-    return codings, vocab
-
-
-def _fhir_strings(table: pa.Table) -> pa.Table:
-    """Dates as FHIR date strings, timestamps as dateTimes in UTC with the zone written out."""
-    for i, f in enumerate(table.schema):
-        col = table.column(i)
-        if pa.types.is_date(f.type):
-            table = table.set_column(i, f.name, pc.strftime(col.cast(pa.timestamp("s"), safe=False), format="%Y-%m-%d"))
-        elif pa.types.is_timestamp(f.type):
-            seconds = col.cast(pa.timestamp("s"), safe=False)  # fractions of a second are dropped
-            table = table.set_column(i, f.name, pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%S+00:00"))
-    return table
 
 
 class _Sink:
@@ -153,6 +80,18 @@ class _Sink:
     def write(self, name: str, data: bytes) -> None:
         self.bytes += len(data)
         self.open(name).write(data)
+
+    def write_strings(self, name: str, strings: pa.Array) -> None:
+        """The values of a string array without nulls, back to back: one slice of its data buffer."""
+        if not (pa.types.is_string(strings.type) or pa.types.is_large_string(strings.type)):
+            strings = strings.cast(pa.large_string())
+        if len(strings) == 0:
+            return
+        width = 8 if pa.types.is_large_string(strings.type) else 4
+        offsets = memoryview(strings.buffers()[1]).cast("q" if width == 8 else "i")
+        start, end = offsets[strings.offset], offsets[strings.offset + len(strings)]
+        self.bytes += end - start
+        self.open(name).write(memoryview(strings.buffers()[2])[start:end])
 
     def write_file(self, name: str, data: bytes) -> None:
         """A whole file at once (one Bundle)."""
@@ -197,89 +136,97 @@ class FhirWriter:
         self.recorded = recorded or _default_recorded(store)
         kind = store.get_meta("kind") or "unspecified"
         self.meta = {"security": [HTEST], "tag": [{"system": TAG_SYSTEM, "code": kind}]}
-        self.templates = {t: ResourceTemplate(r.write) for t, r in all_rules().items() if r.write is not None}
+        self.rules = {t: r.write for t, r in all_rules().items() if r.write is not None}
         self.report = ExportReport()
-        self.report.run_id = _uuid(f"{self.seed}|{store.content_digest()}|{__version__}")
+        self.bundle_no = 0
+        self.report.run_id = fhir_uuid(f"{self.seed}|{store.content_digest()}|{__version__}")
 
     def write(self, outdir: str | Path, *, overwrite: bool = False) -> ExportReport:
-        codings, vocab = _codings(self.store)
-        ctx = _Context(self.seed, codings, vocab, urn=self.fmt == "bundle")
-        with atomic_output_dir(outdir, overwrite=overwrite) as tmp:
-            sink = _Sink(tmp, self.gz)
-            try:
-                patients: list[str] = []
-                bundle_no = 0
-                for chunk in self.store.iter_person_chunks(self.chunk_size):
-                    per_person = self._chunk(chunk, ctx, patients)
-                    if self.fmt == "ndjson":
-                        for rtype, lines in per_person.items():
-                            sink.write(f"{rtype}.ndjson", b"".join(lines))
-                    else:
-                        for bundle in per_person.values():
-                            bundle_no += 1
-                            sink.write_file(f"bundles/bundle-{bundle_no:07d}.json", b"".join(bundle))
-                    if self.progress:
-                        self.progress(chunk["person"].num_rows)
-                self._provenance(sink, ctx, patients)
-            finally:
-                sink.close()
-            self.report.bytes = sink.bytes
-            self.report.files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
-        if ctx.dropped_links:
-            self.report.skipped["reference_dropped"] += ctx.dropped_links
+        urn = self.fmt == "bundle"
+        cur = self.store.con.cursor()
+        try:
+            load_concepts(cur, self.store)
+            rows = rows_sql(self.rules, self.seed, self.meta, urn)
+            refs = {t: references_sql(self.seed, t, rtype, urn) for rtype, t in TABLE_OF.items()}
+            with atomic_output_dir(outdir, overwrite=overwrite) as tmp:
+                sink = _Sink(tmp, self.gz)
+                try:
+                    patients: list[str] = []
+                    ids = self.store.person_ids()
+                    for start in range(0, len(ids), self.chunk_size):
+                        chunk = ids[start : start + self.chunk_size]
+                        bounds = {"lo": chunk[0], "hi": chunk[-1]}
+                        for table, sql in refs.items():
+                            cur.execute(f"CREATE OR REPLACE TEMP TABLE sc_ref_{table} AS {sql}", bounds)
+                        cur.execute(f"CREATE OR REPLACE TEMP TABLE sc_rows AS {rows}", bounds)
+                        self._count(cur)
+                        patients += self._ids_of(cur, "Patient")
+                        if urn:
+                            self._bundles(cur, sink)
+                        else:
+                            self._ndjson(cur, sink)
+                        if self.progress:
+                            self.progress(len(chunk))
+                    self._provenance(sink, patients)
+                finally:
+                    sink.close()
+                self.report.bytes = sink.bytes
+                self.report.files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        finally:
+            cur.close()
         return self.report
 
     # -- resources -----------------------------------------------------------------
-    def _chunk(self, chunk: dict[str, pa.Table], ctx: _Context, patients: list[str]) -> dict[Any, list[bytes]]:
-        """Resources of one chunk: per resource type (NDJSON lines) or per person (a Bundle's bytes)."""
-        rows = {t: _fhir_strings(chunk[t]).to_pylist() for t in (*self.templates, "death") if t in chunk}
-        visits = [r["visit_occurrence_id"] for r in rows.get("visit_occurrence", [])]
-        ctx.set_known([r["person_id"] for r in rows["person"]], visits)
-        deaths = {r["person_id"]: r for r in rows.get("death", [])}
-        by_person: dict[Any, list[tuple[str, str, dict[str, Any]]]] = {}
-        for table, template in self.templates.items():
-            pk = cdm.table(table).primary_key or "person_id"
-            for row in rows.get(table, []):
-                if table == "person" and row["person_id"] in deaths:
-                    death = deaths[row["person_id"]]
-                    row = {**row, "death_date": death["death_date"], "death_datetime": death["death_datetime"]}
-                rtype, body = template.build(row, ctx)
-                if body is None:
-                    self.report.skipped[f"{table}:no_code"] += 1
-                    continue
-                rid = ctx.fhir_id(table, row[pk])
-                resource = {"resourceType": rtype, "id": rid, "meta": self.meta, **body}
-                by_person.setdefault(row["person_id"], []).append((rtype, rid, resource))
-                self.report.written[rtype] += 1
-                if rtype == "Patient":
-                    patients.append(rid)
-        if self.fmt == "ndjson":
-            lines: dict[Any, list[bytes]] = {}
-            for items in by_person.values():
-                for rtype, _, resource in items:
-                    lines.setdefault(rtype, []).append(orjson.dumps(resource) + b"\n")
-            return lines
-        bundles: dict[Any, list[bytes]] = {}
-        for person_id, items in by_person.items():
-            bundle = {
-                "resourceType": "Bundle",
-                "id": ctx.fhir_id("bundle", person_id),
-                "meta": self.meta,
-                "type": "transaction",
-                "entry": [
-                    {
-                        "fullUrl": f"urn:uuid:{rid}",
-                        "resource": res,
-                        "request": {"method": "PUT", "url": f"{rtype}/{rid}"},
-                    }
-                    for rtype, rid, res in items
-                ],
-            }
-            bundles[person_id] = [orjson.dumps(bundle, option=orjson.OPT_APPEND_NEWLINE)]
-        return bundles
+    def _count(self, cur: duckdb.DuckDBPyConnection) -> None:
+        counts = cur.sql(
+            "SELECT tbl, rtype, count(line), count(*) - count(line), sum(dropped) FILTER (WHERE line IS NOT NULL) "
+            "FROM sc_rows GROUP BY ALL"
+        ).fetchall()
+        for table, rtype, written, skipped, dropped in counts:
+            if written:
+                self.report.written[rtype] += written
+            if skipped:
+                self.report.skipped[f"{table}:no_code"] += skipped
+            if dropped:
+                self.report.skipped["reference_dropped"] += dropped
 
-    def _provenance(self, sink: _Sink, ctx: _Context, patients: list[str]) -> None:
-        device_id = _uuid(f"{self.report.run_id}|device")
+    @staticmethod
+    def _ids_of(cur: duckdb.DuckDBPyConnection, rtype: str) -> list[str]:
+        sql = "SELECT id FROM sc_rows WHERE rtype = $t AND line IS NOT NULL ORDER BY p, r, k"
+        return [r[0] for r in cur.sql(sql, params={"t": rtype}).fetchall()]
+
+    def _ndjson(self, cur: duckdb.DuckDBPyConnection, sink: _Sink) -> None:
+        """One file per resource type; lines ordered by person, then table, then the row's key."""
+        types = [
+            r[0] for r in cur.sql("SELECT DISTINCT rtype FROM sc_rows WHERE line IS NOT NULL ORDER BY 1").fetchall()
+        ]
+        for rtype in types:
+            sql = "SELECT line FROM sc_rows WHERE rtype = $t AND line IS NOT NULL ORDER BY p, r, k"
+            for batch in cur.sql(sql, params={"t": rtype}).to_arrow_reader(_BATCH_ROWS):
+                sink.write_strings(f"{rtype}.ndjson", batch.column(0))
+
+    def _bundles(self, cur: duckdb.DuckDBPyConnection, sink: _Sink) -> None:
+        """One transaction Bundle per person: its resources as entries, PUT to their own ids."""
+        head = orjson.dumps({"meta": self.meta, "type": "transaction"}).decode()[1:-1]
+        entry = (
+            '\'{"fullUrl":"urn:uuid:\' || id || \'","resource":\' || line || '
+            '\',"request":{"method":"PUT","url":"\' || rtype || \'/\' || id || \'"}}\''
+        )
+        sql = (
+            f"SELECT p, string_agg({entry}, ',' ORDER BY r, k) AS entries FROM sc_rows "
+            "WHERE line IS NOT NULL GROUP BY p ORDER BY p"
+        )
+        for batch in cur.sql(sql).to_arrow_reader(_BATCH_ROWS):
+            for person_id, entries in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+                self.bundle_no += 1
+                bundle = (
+                    f'{{"resourceType":"Bundle","id":"{fhir_uuid(f"{self.seed}|bundle|{person_id}")}",{head},'
+                    f'"entry":[{entries}]}}\n'
+                )
+                sink.write_file(f"bundles/bundle-{self.bundle_no:07d}.json", bundle.encode())
+
+    def _provenance(self, sink: _Sink, patients: list[str]) -> None:
+        device_id = fhir_uuid(f"{self.report.run_id}|device")
         device = {
             "resourceType": "Device",
             "id": device_id,
@@ -326,7 +273,7 @@ class FhirWriter:
             return
         bundle = {
             "resourceType": "Bundle",
-            "id": _uuid(f"{self.report.run_id}|bundle"),
+            "id": fhir_uuid(f"{self.report.run_id}|bundle"),
             "meta": self.meta,
             "type": "transaction",
             "entry": [
@@ -339,15 +286,6 @@ class FhirWriter:
             ],
         }
         sink.write_file("provenance.json", orjson.dumps(bundle, option=orjson.OPT_APPEND_NEWLINE))
-
-
-def _uuid(text: str) -> str:
-    """A version-4-shaped UUID derived from ``text`` (fresh for the output, reproducible from the seed)."""
-    h = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def _default_recorded(store: CohortStore) -> dt.datetime:

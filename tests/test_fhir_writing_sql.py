@@ -1,0 +1,77 @@
+"""The FHIR writer's SQL rendering writes what orjson would: numbers, ids, codings with odd displays."""
+
+from __future__ import annotations
+
+import math
+import random
+import struct
+from pathlib import Path
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from synthcohort.cohort import CohortStore
+from synthcohort.connectors.fhir.ids import fhir_uuid, uuid_sql
+from synthcohort.connectors.fhir.render import load_concepts
+from synthcohort.connectors.fhir.writer import write_fhir
+from synthcohort.mappings.writing import number_sql
+
+
+def _orjson_number(v: float) -> str | None:
+    if not math.isfinite(v):
+        return None
+    return orjson.dumps(int(v) if v.is_integer() and abs(v) < 2**53 else v).decode()
+
+
+def test_numbers_render_as_orjson_writes_them() -> None:
+    rng = random.Random(3)
+    values = [0.0, -0.0, 1.0, 0.1, 1e-5, -1.2345e-5, 9.99e-5, 1e-4, 1e-7, 2.0**53, 1e16, 5e-324, math.nan, math.inf]
+    for _ in range(3000):
+        values.append(rng.uniform(-1, 1) * 10 ** rng.randint(-30, 30))
+        values.append(struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0])
+        values.append(round(rng.uniform(0, 500), rng.randint(0, 6)))
+    got = duckdb.execute(f"SELECT {number_sql('v')} FROM (SELECT unnest($1::DOUBLE[]) AS v)", [values]).fetchall()
+    wrong = [(v, g) for v, (g,) in zip(values, got, strict=True) if g != _orjson_number(v)]
+    assert wrong == []
+
+
+def test_sql_ids_are_the_python_ids() -> None:
+    texts = [f"7|measurement|{i}" for i in range(500)] + ["seed with 'quote'|person|-3"]
+    sql = f"SELECT {uuid_sql('h')} FROM (SELECT md5(t) AS h FROM (SELECT unnest($1::VARCHAR[]) AS t))"
+    got = [r[0] for r in duckdb.execute(sql, [texts]).fetchall()]
+    assert got == [fhir_uuid(t) for t in texts]
+
+
+def test_concept_names_keep_every_character(tmp_path: Path) -> None:
+    names = ['a "quoted" name', "back\\slash / slash", "tab\tline\nbreak\x01", "été 😀 \u2028"]
+    concept_ids = [3_000_001 + i for i in range(len(names))]
+    with CohortStore.building(tmp_path / "store.duckdb") as store:
+        store.append(
+            "concept",
+            pa.table(
+                {
+                    "concept_id": concept_ids,
+                    "concept_name": names,
+                    "vocabulary_id": ["SNOMED"] * len(names),
+                    "concept_code": [str(i) for i in range(len(names))],
+                }
+            ),
+        )
+        cur = store.con.cursor()
+        load_concepts(cur, store)
+        rows = dict(cur.execute("SELECT concept_id, coding FROM sc_concept").fetchall())
+        cur.close()
+    for cid, name in zip(concept_ids, names, strict=True):
+        coding = orjson.loads(rows[cid])
+        assert coding["display"] == name
+        assert rows[cid] == orjson.dumps(coding).decode()
+
+
+def test_empty_store_writes_device_and_provenance_only(tmp_path: Path) -> None:
+    with CohortStore.building(tmp_path / "store.duckdb"):
+        pass
+    with CohortStore.open(tmp_path / "store.duckdb") as store:
+        report = write_fhir(store, tmp_path / "out")
+    assert dict(report.written) == {"Device": 1, "Provenance": 1}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["Device.ndjson", "Provenance.ndjson"]
