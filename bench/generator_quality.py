@@ -39,6 +39,7 @@ FIGURES: list[tuple[str, tuple[str, ...]]] = [
     ("obs_len_ks", ("fidelity", "observation_length", "ks")),
     ("year_tvd", ("fidelity", "calendar", "event_year_tvd")),
     ("tstr/trtr", ("utility", "tstr_over_trtr")),
+    ("evid_in_ci", ("evidence", "share_inside_real_ci")),
     ("dcr", ("privacy", "dcr_share")),
     ("mia", ("privacy", "mia_auc")),
     ("single", ("privacy", "singling_out", "risk")),
@@ -85,7 +86,9 @@ def run_seed(cohort: Path, work: Path, seed: int, min_leaf: int) -> dict[str, An
     seconds = time.perf_counter() - t0
     rec = model.record
     ev = evaluate(rec["train_store"], synth, rec["control_store"], EvaluationConfig(seed=seed))
-    return {"seed": seed, "persons": result.persons, "fit_sample_s": seconds, **figures_of(ev)}
+    per_secret = ev.figures["privacy"]["inference"]["per_secret"]
+    gains = {s: round(v["main"] - v["control"], 3) for s, v in per_secret.items() if "control" in v}
+    return {"seed": seed, "persons": result.persons, "fit_sample_s": seconds, **figures_of(ev), "inference_gain": gains}
 
 
 def figures_of(ev: EvaluationResult) -> dict[str, Any]:
@@ -115,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         row = run_seed(cohort, work, seed, args.min_leaf)
         rows.append(row)
-        shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}
+        shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if k != "inference_gain"}
         print(json.dumps(shown), flush=True)
-    numeric = [k for k in rows[0] if k not in ("seed", "failed_gates") and isinstance(rows[0][k], (int, float))]
+    numeric = [k for k in rows[0] if k != "seed" and isinstance(rows[0][k], (int, float))]
     mean = {k: statistics.fmean(r[k] for r in rows if r[k] is not None) for k in numeric}
     print("mean", json.dumps({k: round(v, 3) for k, v in mean.items()}))
     failed = sorted({g for r in rows for g in r["failed_gates"]})

@@ -132,11 +132,15 @@ def fit_tree(var: Variable, x: np.ndarray, y: np.ndarray, predictors: np.ndarray
         one = np.zeros(1, dtype=np.int64)
         return Tree(one - 1, np.zeros(1), one - 1, one - 1, one.copy(), dist)
     xp = np.ascontiguousarray(x[:, predictors], dtype=np.float32)
-    if var.kind == "cat":
+    # A concept's count (defined under its domain's total) splits on presence: which concepts go
+    # together matters more than how often each repeats, and leaves spent on repeat counts would
+    # isolate small groups of heavy users.
+    by_presence = var.kind == "count" and var.given >= 0
+    if var.kind == "cat" or by_presence:
         model: DecisionTreeClassifier | DecisionTreeRegressor = DecisionTreeClassifier(
             min_samples_leaf=min_leaf, random_state=seed
         )
-        model.fit(xp, y.astype(np.int64))
+        model.fit(xp, (y > 0 if by_presence else y).astype(np.int64))
     else:
         model = DecisionTreeRegressor(min_samples_leaf=min_leaf, random_state=seed)
         target = np.log1p(np.maximum(y, 0)) if var.kind == "count" else y
