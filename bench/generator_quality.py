@@ -1,10 +1,12 @@
 """Quality of the native engine over several seeds, measured by the project's own evaluation.
 
-    python bench/generator_quality.py [COHORT.duckdb] [--seeds 1 2 3] [--min-leaf 11] [--out DIR]
+    python bench/generator_quality.py [COHORT.duckdb] [--seeds 1 2 3] [--min-leaf 11] [--floor] [--out DIR]
 
 For each seed: fit on COHORT (the control split is made from the seed), sample as many persons
 as the training set holds, evaluate against the training and control stores. Prints the figures
-of quality-bar sections 2 and 3 per seed with their mean, and which gates failed. Without
+of quality-bar sections 2 and 3 per seed with their mean, and which gates failed. With --floor,
+the fidelity figures of two random halves of the real cohort come first: what chance alone
+gives at that size (the quality bar's floor), to read the synthetic figures against. Without
 COHORT, the synthea-omop-1k-split cohort of ../shared/data is extracted first.
 """
 
@@ -99,11 +101,27 @@ def figures_of(ev: EvaluationResult) -> dict[str, Any]:
     return row
 
 
+def floor(cohort: Path, work: Path, seed: int) -> dict[str, Any]:
+    """The same figures for two random halves of the real cohort: what chance alone gives at this size."""
+    import shutil
+
+    from synthcohort.generator.split import split_cohort
+
+    copy = work / "floor" / "cohort.duckdb"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(cohort, copy)
+    halves = split_cohort(copy, 0.5, seed)
+    ev = evaluate(halves.train, halves.control, None, EvaluationConfig(seed=seed))
+    row = {label: _get(ev.figures, path) for label, path in FIGURES if path[0] != "privacy"}
+    return {"seed": seed, "persons": halves.train_persons, **row, **_domain_ratios(ev.figures)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cohort", nargs="?", type=Path)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--min-leaf", type=int, default=11)
+    ap.add_argument("--floor", action="store_true", help="also measure two real halves against each other")
     ap.add_argument("--out", type=Path, default=None, help="folder for the models and stores (default: a temp dir)")
     args = ap.parse_args(argv)
     work = args.out or Path(tempfile.mkdtemp(prefix="genquality-"))
@@ -114,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped: {DATA} is absent")
             return 0
         cohort = _extract(work)
+    if args.floor:
+        floors = [floor(cohort, work, seed) for seed in args.seeds]
+        mean_floor = {k: statistics.fmean(r[k] for r in floors if r[k] is not None) for k in floors[0] if k != "seed"}
+        print("floor (two real halves)", json.dumps({k: round(v, 3) for k, v in mean_floor.items()}), flush=True)
     rows = []
     for seed in args.seeds:
         row = run_seed(cohort, work, seed, args.min_leaf)
