@@ -112,3 +112,15 @@ def test_athena_vocabulary_reader_sees_only_its_folder(tmp_path: Path) -> None:
     for sql in ESCAPES:
         with pytest.raises(duckdb.Error):
             vocab.con.execute(sql)
+
+
+def test_writing_connection_has_capped_memory_and_threads(tmp_path: Path) -> None:
+    """A long write (1,000,000 synthetic persons) keeps DuckDB's buffer pool bounded, not 80 % of RAM."""
+    with CohortStore.building(tmp_path / "c.duckdb") as store:
+        limit, threads = store.con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('threads')"
+        ).fetchone() or (None, None)
+        assert limit == "488.2 MiB"
+        assert 1 <= int(threads) <= 2
+        with pytest.raises(duckdb.Error):
+            store.con.execute("SET memory_limit = '64GB'")

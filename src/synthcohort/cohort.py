@@ -23,15 +23,26 @@ PersonChunk = dict[str, pa.Table]
 _SPACE_HINT = "check free space and write permission on the target folder"
 
 
+# A writing connection keeps at most this much in DuckDB's buffer pool (the rest spills to the
+# file or its .tmp folder). Left at DuckDB's default (80 % of RAM) it caches every block written,
+# so the memory of a long write grows with the rows written (1,000,000 synthetic persons: GBs).
+WRITE_MEMORY_LIMIT = "512MB"
+WRITE_THREADS = 2
+
+
 def hardened_config(read_only: bool) -> dict[str, Any]:
-    """DuckDB settings for a database file that needs nothing beyond itself: no other file, URL or extension."""
-    return {
+    """DuckDB settings for a database file that needs nothing beyond itself: no other file, URL or extension;
+    a writing connection's memory and threads are capped so that memory stays flat however much it writes."""
+    config: dict[str, Any] = {
         "enable_external_access": False,
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
         "access_mode": "READ_ONLY" if read_only else "READ_WRITE",
         "lock_configuration": True,
     }
+    if not read_only:
+        config |= {"memory_limit": WRITE_MEMORY_LIMIT, "threads": min(WRITE_THREADS, os.cpu_count() or 1)}
+    return config
 
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
