@@ -10,22 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-TABLES_IN_SCOPE = (
-    "person",
-    "observation_period",
-    "visit_occurrence",
-    "condition_occurrence",
-    "drug_exposure",
-    "procedure_occurrence",
-    "measurement",
-    "observation",
-    "death",
-    "cdm_source",
-    "concept",
-    "concept_ancestor",
-    "concept_relationship",
-    "vocabulary",
-)
+from synthcohort import cdm
+
+# The tables the package keeps (clinical, metadata, vocabulary), as synthcohort.cdm names them.
+TABLES_IN_SCOPE = (*cdm.CLINICAL_TABLES, *cdm.METADATA_TABLES, *cdm.VOCABULARY_TABLES)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = ROOT.parent / "shared" / "spec" / "omop-cdm-5.4" / "OMOP_CDMv5.4_Field_Level.csv"

@@ -21,6 +21,9 @@ CLINICAL_TABLES = (
     "observation",
     "death",
 )
+# The order clinical tables are read and written in: persons before what points at them, deaths before the
+# events checked against them.
+LOAD_ORDER = ("person", "death", *(t for t in CLINICAL_TABLES if t not in ("person", "death")))
 VOCABULARY_TABLES = ("concept", "concept_ancestor", "concept_relationship", "vocabulary")
 METADATA_TABLES = ("cdm_source",)
 

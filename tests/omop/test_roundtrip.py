@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from synthcohort.cdm import LOAD_ORDER
 from synthcohort.cli.main import cli
 from synthcohort.cohort import CohortStore
-from synthcohort.connectors.omop.ingest import LOAD_ORDER
 from tests.omop.conftest import foreign_keys, official_ddl, split_sql
 
 DATASETS = {"synthea_1k": "synthea_1k_store", "eunomia": "eunomia_store"}

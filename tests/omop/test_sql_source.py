@@ -15,17 +15,7 @@ from synthcohort.cohort import CohortStore
 from tests.conftest import PG_URL
 from tests.omop.conftest import ANCESTOR, CANARY_ID, CANARY_TEXT, DESCENDANT, EUNOMIA_CSV_STATEMENTS, StatementLog
 
-IN_SCOPE = (
-    "person",
-    "observation_period",
-    "visit_occurrence",
-    "condition_occurrence",
-    "drug_exposure",
-    "procedure_occurrence",
-    "measurement",
-    "observation",
-    "death",
-)
+IN_SCOPE = cdm.CLINICAL_TABLES
 EXCLUDED_COLUMNS = sorted(
     {c for t in IN_SCOPE for c in cdm.table(t).column_names if c not in cdm.table(t).omop_readable_columns}
 )

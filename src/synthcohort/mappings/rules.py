@@ -11,16 +11,8 @@ from typing import Any
 
 from synthcohort import cdm
 
-TABLE_ORDER = (
-    "person",
-    "death",
-    "visit_occurrence",
-    "condition_occurrence",
-    "drug_exposure",
-    "procedure_occurrence",
-    "measurement",
-    "observation",
-)
+# The tables a rule file maps, in load order; observation_period has none: it is derived from the events.
+MAPPED_TABLES = tuple(t for t in cdm.LOAD_ORDER if t != "observation_period")
 
 # Elements a rule may never name: they hold identifiers, names, contact details, pictures or free text.
 FORBIDDEN_ELEMENTS = frozenset(
@@ -189,7 +181,7 @@ def _load_table(table: str) -> TableRules:
 
 @cache
 def all_rules() -> dict[str, TableRules]:
-    return {t: _load_table(t) for t in TABLE_ORDER}
+    return {t: _load_table(t) for t in MAPPED_TABLES}
 
 
 @cache

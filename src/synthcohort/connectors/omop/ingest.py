@@ -20,18 +20,6 @@ log = logging.getLogger(__name__)
 
 MIN_YEAR_OF_BIRTH = 1850
 DEATH_GRACE_DAYS = 60
-# Load order: persons before what points at them, deaths before the events checked against them.
-LOAD_ORDER = (
-    "person",
-    "death",
-    "observation_period",
-    "visit_occurrence",
-    "condition_occurrence",
-    "drug_exposure",
-    "procedure_occurrence",
-    "measurement",
-    "observation",
-)
 _PERIOD = ("observation_period_start_date", "observation_period_end_date")
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from synthcohort import cdm
 from synthcohort.cohort import CohortStore
 from synthcohort.connectors.omop.database import Catalogue, make_engine, with_retries
-from synthcohort.connectors.omop.ingest import LOAD_ORDER, Ingest, IngestReport
+from synthcohort.connectors.omop.ingest import Ingest, IngestReport
 from synthcohort.connectors.omop.selection import Selection, SourceTables, person_filter, table_query
 from synthcohort.connectors.omop.vocabulary import copy_vocabulary
 from synthcohort.errors import InputError
@@ -105,7 +105,7 @@ def detect_version(cat: Catalogue, schema: str) -> str:
 def source_tables(cat: Catalogue, schema: str, vocab_schema: str, cohort_schema: str) -> SourceTables:
     """Clauses naming only catalogue identifiers and allow-listed columns."""
     src = SourceTables()
-    for name in LOAD_ORDER:
+    for name in cdm.LOAD_ORDER:
         found = cat.table(schema, name)
         if found is None:
             continue
@@ -222,7 +222,7 @@ def extract(
     src = source_tables(cat, cdm_schema, vschema, cschema)
     resolved = with_retries(lambda: resolve_persons(engine, src, sel), "the cohort selection")
     ingest = Ingest(store)
-    for name in LOAD_ORDER:
+    for name in cdm.LOAD_ORDER:
         if name not in src.tables:
             continue
         stmt = table_query(src, resolved, name)

@@ -13,13 +13,12 @@ import pyarrow as pa
 
 from synthcohort import __version__, cdm
 from synthcohort.cohort import CohortStore
-from synthcohort.connectors.omop.ingest import LOAD_ORDER
 from synthcohort.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 VOCABULARY_ORDER = ("concept", "vocabulary", "concept_ancestor", "concept_relationship")
-WRITE_ORDER = (*VOCABULARY_ORDER, "cdm_source", *LOAD_ORDER)
+WRITE_ORDER = (*VOCABULARY_ORDER, "cdm_source", *cdm.LOAD_ORDER)
 CHUNK_PERSONS = 10_000
 VOCAB_BATCH = 100_000
 Progress = Callable[[str, int], None]
@@ -92,8 +91,8 @@ def iter_tables(store: CohortStore, chunk_persons: int = CHUNK_PERSONS) -> Itera
         for batch in reader:
             yield name, pa.Table.from_batches([batch])
     yield "cdm_source", cdm_source_row(store)
-    for chunk in store.iter_person_chunks(chunk_persons, tables=LOAD_ORDER):
-        for name in LOAD_ORDER:
+    for chunk in store.iter_person_chunks(chunk_persons, tables=cdm.LOAD_ORDER):
+        for name in cdm.LOAD_ORDER:
             if chunk[name].num_rows:
                 yield name, chunk[name]
 
