@@ -11,6 +11,7 @@ from synthcohort.generator.safeguards import TOP_AGE
 from synthcohort.generator.training import EVENT_COLUMNS
 
 YEAR_DAYS = 365.2425
+CANDIDATES = 24  # gap sequences drawn per person, the nearest to the window kept
 
 
 def _interp(q: np.ndarray, which: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -32,6 +33,64 @@ def _birth_days(x: np.ndarray, layout: Layout, ref_day: int, rng: np.random.Gene
     age = np.minimum(x[:, 1] * 5 + x[:, 2], TOP_AGE).astype(np.int64)
     jan1 = ((ref_year - age - 1970).astype("datetime64[Y]").astype("datetime64[D]")).astype(np.int64)
     return jan1 + rng.integers(0, 365, size=len(x))
+
+
+def _backwards(
+    n_vis: np.ndarray, end: np.ndarray, bucket: np.ndarray, stats: dict[str, np.ndarray], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Visit days laid backwards from ``end``, each gap drawn from real gaps of persons with a similar
+    visit rate ending in the same calendar era (recent years come out as dense as they are).
+    Returns the days (grouped by person, ascending) and each person's first day."""
+    eras = stats["gap_era_edges"]
+    days = np.zeros(int(n_vis.sum()))
+    last = np.cumsum(n_vis) - 1
+    here = end.astype("float64").copy()
+    has = n_vis > 0
+    days[last[has]] = here[has]
+    for back in range(1, int(n_vis.max(initial=0))):
+        who = np.flatnonzero(n_vis > back)
+        era = np.clip(np.searchsorted(eras, here[who], side="right") - 1, 0, len(eras) - 2)
+        cell = bucket[who] * (len(eras) - 1) + era
+        here[who] -= stats["gap_q"][cell, rng.integers(0, stats["gap_q"].shape[1], size=len(who))]
+        days[last[who] - back] = here[who]
+    return days, here
+
+
+def _visit_days(
+    n_vis: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    birth: np.ndarray,
+    stats: dict[str, np.ndarray],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Each person's visit days: the rhythm of real gaps, inside the window the model drew.
+
+    The window (first to last visit) is learned by the model jointly with age and the rest; the
+    gaps by rate and era. A sum of drawn gaps rarely matches the window, and stretching the gaps
+    to fit bends their distribution; so CANDIDATES sequences are drawn per person and the one
+    whose span comes nearest the window is kept, then scaled the small rest of the way (never
+    reaching before birth).
+    """
+    m = len(n_vis)
+    edges = stats["gap_edges"]
+    rate = np.maximum(n_vis - 1, 0) / np.maximum(end - start, 1)
+    bucket = np.clip(np.searchsorted(edges, rate, side="right") - 1, 0, len(edges) - 2)
+    rep = np.repeat(np.arange(m), CANDIDATES)
+    days, first = _backwards(n_vis[rep], end[rep], bucket[rep], stats, rng)
+    want = np.maximum(end - start, 0.0)
+    miss = np.abs(np.log1p(end[rep] - first) - np.log1p(want[rep])).reshape(m, CANDIDATES)
+    best = np.arange(m) * CANDIDATES + np.argmin(miss, axis=1)
+    n_rep = n_vis[rep]
+    rep_start = np.cumsum(n_rep) - n_rep
+    within = np.arange(int(n_vis.sum())) - np.repeat(np.cumsum(n_vis) - n_vis, n_vis)
+    pick = np.repeat(rep_start[best], n_vis) + within
+    days = days[pick]
+    total = end - first[best]
+    span = np.where(total > 0, np.minimum(want, end - birth), 0.0)
+    scale = np.repeat(span / np.maximum(total, 1.0), n_vis)
+    v_end = np.repeat(end, n_vis)
+    return np.minimum(v_end - np.round((v_end - days) * scale), v_end)
 
 
 def lay_out(
@@ -74,30 +133,9 @@ def lay_out(
     v_start = np.cumsum(n_vis) - n_vis
     v_pat = np.repeat(pid, n_vis)
     nv = int(n_vis.sum())
-    within = np.arange(nv) - np.repeat(v_start, n_vis)
-    # Gaps drawn from persons of a similar visit rate.
-    edges = stats["gap_edges"]
-    rate = np.maximum(n_vis - 1, 0) / np.maximum(end - start, 1)
-    bucket = np.clip(np.searchsorted(edges, np.repeat(rate, n_vis), side="right") - 1, 0, len(edges) - 2)
-    back_edges = stats["gap_back_edges"]
-    back = np.repeat(n_vis, n_vis) - 1 - within
-    back_bucket = np.clip(np.searchsorted(back_edges, back, side="right") - 1, 0, len(back_edges) - 2)
-    cell = bucket * (len(back_edges) - 1) + back_bucket
-    gap = stats["gap_q"][cell, rng.integers(0, stats["gap_q"].shape[1], size=nv)]
-    gap[within == 0] = 0.0
-    cum = np.cumsum(gap)
-    cum = cum - np.repeat(cum[v_start[n_vis > 0]], n_vis[n_vis > 0]) if nv else cum
-    total = np.zeros(m)
-    total[n_vis > 0] = cum[(v_start + n_vis - 1)[n_vis > 0]]
-    # The window runs from the first visit to the last. Its length is learned twice: by the model
-    # (jointly with age and the rest) and as the sum of the drawn gaps (the rhythm). Their geometric
-    # mean is kept, the gaps scaled to span it, never reaching before birth: either alone distorts
-    # the other (the model's length skews the gaps, the gaps' sum shortens the windows).
-    span = np.sqrt(np.maximum(end - start, 1.0) * np.maximum(total, 1.0))
-    span = np.where(total > 0, np.minimum(span, end - birth), 0.0)
-    scale = span / np.maximum(total, 1.0)
-    start = np.where(n_vis > 0, end - np.round(total * scale), start)
-    v_day = np.minimum(start[v_pat] + np.round(cum * scale[v_pat]), end[v_pat])
+    v_day = _visit_days(n_vis, start, end, birth, stats, rng)
+    if nv:
+        start = np.where(n_vis > 0, v_day[np.minimum(v_start, nv - 1)], start)
     chunk["observation_period"] = pd.DataFrame(
         {
             "person_id": pid,

@@ -15,7 +15,7 @@ from synthcohort.generator.training import TrainingData
 Q21 = np.linspace(0, 1, 21)
 Q101 = np.linspace(0, 1, 101)
 GAP_BUCKETS = 6
-BACK_EDGES = (0, 3, 10, 30, np.inf)  # gaps counted back from the last visit
+ERA_BUCKETS = 6  # calendar bands of the visit that ends a gap
 
 
 def _quantiles(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -47,18 +47,22 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
     out["gap_edges"] = edges
     has = gaps.notna().to_numpy()
     bucket = np.clip(np.searchsorted(edges, rate[has], side="right") - 1, 0, len(edges) - 2)
-    # Gaps also differ by how far from the last visit they lie (records grow denser lately).
-    within = visits.groupby("person_id").cumcount().to_numpy()
-    back = (n_visits.to_numpy() - 1 - within)[has]
-    back_edges = np.asarray(BACK_EDGES, dtype="float64")
-    back_bucket = np.clip(np.searchsorted(back_edges, back, side="right") - 1, 0, len(back_edges) - 2)
-    out["gap_back_edges"] = back_edges
+    # Gaps also differ by calendar era (records grow denser in recent years): by the date of the
+    # visit that ends the gap, in bands of equal numbers of gaps.
+    ends = visits["start"].to_numpy(dtype="float64")[has]
+    era_edges = np.unique(np.quantile(ends, np.linspace(0, 1, ERA_BUCKETS + 1))) if len(ends) else np.zeros(1)
+    era_edges = np.asarray(era_edges, dtype="float64")
+    if len(era_edges) < 2:
+        era_edges = np.array([-np.inf, np.inf])
+    era_edges[0], era_edges[-1] = -np.inf, np.inf
+    era = np.clip(np.searchsorted(era_edges, ends, side="right") - 1, 0, len(era_edges) - 2)
+    out["gap_era_edges"] = era_edges
     raw = gaps.to_numpy(dtype="float64")[has]
     rows = []
     for b in range(len(edges) - 1):
         pooled = raw[bucket == b]
-        for c in range(len(back_edges) - 1):
-            cell = raw[(bucket == b) & (back_bucket == c)]
+        for c in range(len(era_edges) - 1):
+            cell = raw[(bucket == b) & (era == c)]
             use = cell if len(cell) >= k else pooled
             rows.append(np.quantile(use, Q101, method="inverted_cdf") if len(use) else np.zeros(len(Q101)))
     out["gap_q"] = np.stack(rows)
@@ -104,7 +108,7 @@ def check_stats(stats: dict[str, np.ndarray], n_codes: int, n_visit_types: int) 
     try:
         shapes = (
             stats["gap_q"].shape[1] == len(Q101)
-            and (len(stats["gap_edges"]) - 1) * (len(stats["gap_back_edges"]) - 1) == stats["gap_q"].shape[0]
+            and (len(stats["gap_edges"]) - 1) * (len(stats["gap_era_edges"]) - 1) == stats["gap_q"].shape[0]
             and stats["visit_dur_q"].shape == (n_visit_types, len(Q21))
             and all(
                 len(stats[key]) == n_codes for key in ("code_concept", "code_persons", "dur_null", "value_null", "unit")
