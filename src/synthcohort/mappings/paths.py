@@ -19,8 +19,12 @@ class EmptyCounter:
         self.count = 0
 
 
+_CONTAINERS = (str, list, dict)
+
+
 def _is_empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
+    # JSON values: null, "", [] and {} are empty; false and 0 are values
+    return not value and (value is None or isinstance(value, _CONTAINERS))
 
 
 def parse_path(expr: str) -> list[tuple[str, str | None]]:
@@ -57,11 +61,11 @@ def compile_path(expr: str) -> Getter:
                 value = item.get(name, _MISSING)
                 if value is _MISSING:
                     continue
-                if _is_empty(value):
+                if not value and _is_empty(value):
                     empty.count += 1
                     continue
                 for v in value if isinstance(value, list) else (value,):
-                    if _is_empty(v):
+                    if not v and _is_empty(v):
                         empty.count += 1
                     elif url is None or (isinstance(v, dict) and v.get("url") == url):
                         found.append(v)
@@ -79,11 +83,11 @@ def compile_path(expr: str) -> Getter:
             value = obj.get(name, _MISSING)
             if value is _MISSING:
                 return []
-            if _is_empty(value):
+            if not value and _is_empty(value):
                 empty.count += 1
                 return []
             if isinstance(value, list):
-                out = [v for v in value if not _is_empty(v)]
+                out = [v for v in value if v or not _is_empty(v)]
                 empty.count += len(value) - len(out)
                 return out
             return [value]
@@ -103,7 +107,7 @@ def compile_path(expr: str) -> Getter:
                 value = head.get(second, _MISSING)
                 if value is _MISSING:
                     return []
-                if not isinstance(value, list) and not _is_empty(value):
+                if not isinstance(value, list) and (value or not _is_empty(value)):
                     return [value]
             return walk(obj, empty)
 

@@ -1,13 +1,29 @@
-"""The read side of the interpreter: apply the FHIR -> OMOP rules of one resource type to a resource."""
+"""The read side of the interpreter: the FHIR -> OMOP rules of one resource type, compiled once into closures.
+
+Each rule becomes a template row (constants filled in) and one step per column; each step reads its
+paths and writes its staging cells. Rows are plain lists in the order of the table's staging layout
+(:func:`staging_layout`), so the stager turns them into Arrow columns without per-row dictionaries.
+Paths are read in the order the rules give, stopping where the rule stops: the notes (empty values,
+dropped links, ...) and the order in which store ids are handed out do not depend on the compilation.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import cache
 from typing import Any, Protocol
 
-from synthcohort.mappings.paths import EmptyCounter, compile_path
-from synthcohort.mappings.rules import ColumnRule, Condition, ReadRule, code_systems, read_rules_by_resource
+from synthcohort.mappings.paths import EmptyCounter, Getter, compile_path
+from synthcohort.mappings.rules import (
+    ColumnRule,
+    Condition,
+    ReadRule,
+    RuleError,
+    all_rules,
+    code_systems,
+    read_rules_by_resource,
+)
 
 # A code worth keeping: printable ASCII without spaces, at most 50 characters (concept_code is varchar(50)).
 # Free text (spaces, long strings) is never modelled.
@@ -15,6 +31,8 @@ _TOKEN = re.compile(r"[!-~]{1,50}")
 _SYSTEM = re.compile(r"(https?://|urn:(oid|uuid|iso):)[!-~]{1,240}")
 
 SKIP_FOR_REQUIRED = {"ref": "orphan", "coding": "no_code", "date": "no_date", "map": "invalid_value"}
+# Staging columns every table has after its mapped columns: resource type, resource number, row number.
+ROW_META = (("_rtype", "VARCHAR"), ("_res", "BIGINT"), ("_seq", "BIGINT"))
 
 
 class Context(Protocol):
@@ -54,12 +72,31 @@ def staging_columns(rule_columns: list[ColumnRule]) -> list[tuple[str, str]]:
     return list(out.items())
 
 
-PathFn = Callable[[dict[str, Any], Any, Context, EmptyCounter], list[Any]]
-# A compiled path: (0, getter) reads the resource, (1, getter) the current item, (2, fn) follows a reference.
-CompiledPath = tuple[int, Any]
+@cache
+def table_columns(table: str) -> tuple[ColumnRule, ...]:
+    """The column rules of a table's read rules, one per OMOP column (the first rule naming it wins)."""
+    cols: dict[str, ColumnRule] = {}
+    for r in all_rules()[table].read:
+        for c in r.columns:
+            cols.setdefault(c.column, c)
+    return tuple(cols.values())
 
 
-def _path_getter(path: str) -> CompiledPath:
+@cache
+def staging_layout(table: str) -> tuple[tuple[str, str], ...]:
+    """(name, DuckDB type) of every staging column of ``table``, in the order of a mapped row."""
+    return (*staging_columns(list(table_columns(table))), *ROW_META)
+
+
+# A value reader: (resource, item of an ``each`` rule, context, empty counter) -> the values found.
+Values = Callable[[dict[str, Any], Any, Context, EmptyCounter], list[Any]]
+# A condition: (resource, item, context, empty counter, this resource's cache of conditions) -> holds?
+Test = Callable[[dict[str, Any], Any, Context, EmptyCounter, dict[Any, bool]], bool]
+# A column step: reads its paths, writes its cells of the row; returns a skip reason when it fails.
+Step = Callable[[dict[str, Any], Any, Context, "Notes", list[Any]], str | None]
+
+
+def _path_values(path: str) -> Values:
     """Compile ``path``: ``.x`` reads the item of an ``each`` rule, ``a->b`` follows a reference."""
     relative = path.startswith(".")
     if relative:
@@ -76,46 +113,61 @@ def _path_getter(path: str) -> CompiledPath:
                     out.extend(get_target(target, empty))
             return out
 
-        return 2, follow
-    return (1 if relative else 0), compile_path(path)
+        return follow
+    get: Getter = compile_path(path)
+    if relative:
+        return lambda resource, item, ctx, empty: get(item, empty)
+    return lambda resource, item, ctx, empty: get(resource, empty)
 
 
-def _get(compiled: CompiledPath, resource: dict[str, Any], item: Any, ctx: Context, empty: EmptyCounter) -> list[Any]:
-    mode, fn = compiled
-    if mode == 0:
-        return fn(resource, empty)  # type: ignore[no-any-return]
-    if mode == 1:
-        return fn(item, empty)  # type: ignore[no-any-return]
-    return fn(resource, item, ctx, empty)  # type: ignore[no-any-return]
+def _values(paths: tuple[str, ...]) -> Values:
+    """The values of the first of ``paths`` that has any (``@self`` is not a path: it reads nothing)."""
+    readers = [_path_values(p) for p in paths if p != "@self"]
+    if len(readers) == 1:
+        return readers[0]
+
+    def first(resource: dict[str, Any], item: Any, ctx: Context, empty: EmptyCounter) -> list[Any]:
+        values: list[Any] = []
+        for read in readers:
+            values = read(resource, item, ctx, empty)
+            if values:
+                break
+        return values
+
+    return first
 
 
-class _Test:
-    """A compiled condition; tests on the resource (not on an item) are cached per resource."""
-
-    def __init__(self, c: Condition) -> None:
-        self.key = (c.path, c.values)
-        self.path = _path_getter(c.path)
-        self.values = c.values
-        self.cacheable = self.path[0] == 0
-
-    def __call__(
-        self, resource: dict[str, Any], item: Any, ctx: Context, empty: EmptyCounter, cache: dict[Any, bool]
-    ) -> bool:
-        if self.cacheable:
-            hit = cache.get(self.key)
-            if hit is not None:
-                return hit
-        found = _get(self.path, resource, item, ctx, empty)
-        values = self.values
-        result = bool(found) if values is None else any(isinstance(v, str) and v in values for v in found)
-        if self.cacheable:
-            cache[self.key] = result
-        return result
+_TEST_SLOTS: dict[tuple[str, frozenset[str] | None], int] = {}
 
 
-def pick_coding(candidates: list[Any], notes: Notes) -> tuple[str, str] | None:
+def _test(c: Condition) -> Test:
+    """A compiled condition; one that reads only the resource (no item, no reference) is cached per resource."""
+    read, wanted = _path_values(c.path), c.values
+
+    def holds(resource: dict[str, Any], item: Any, ctx: Context, empty: EmptyCounter) -> bool:
+        found = read(resource, item, ctx, empty)
+        if wanted is None:
+            return bool(found)
+        return any(isinstance(v, str) and v in wanted for v in found)
+
+    if c.path.startswith(".") or "->" in c.path:
+        return lambda resource, item, ctx, empty, cache: holds(resource, item, ctx, empty)
+    # the same condition in several rules is read once per resource
+    key = _TEST_SLOTS.setdefault((c.path, c.values), len(_TEST_SLOTS))
+
+    def cached(resource: dict[str, Any], item: Any, ctx: Context, empty: EmptyCounter, cache: dict[Any, bool]) -> bool:
+        hit = cache.get(key)
+        if hit is None:
+            hit = cache[key] = holds(resource, item, ctx, empty)
+        return hit
+
+    return cached
+
+
+def pick_coding(candidates: list[Any], notes: Notes, known: dict[str, str] | None = None) -> tuple[str, str] | None:
     """The (system, code) to keep: a known system first, else a plain local one; never a display."""
-    known = code_systems().by_uri
+    if known is None:
+        known = code_systems().by_uri
     fallback: tuple[str, str] | None = None
     for cand in candidates:
         if not isinstance(cand, dict):
@@ -140,13 +192,99 @@ def pick_coding(candidates: list[Any], notes: Notes) -> tuple[str, str] | None:
     return fallback
 
 
+def _step(col: ColumnRule, slot: dict[str, int]) -> Step:
+    """The step of one column rule; ``slot`` gives the row index of each staging column."""
+    kind, required = col.kind, col.required
+    fail = SKIP_FOR_REQUIRED[kind] if required else None
+    read = _values(col.paths)
+    if kind == "ref":
+        i, to = slot[col.column], col.to
+        if col.paths == ("@self",):
+
+            def self_ref(resource: dict[str, Any], item: Any, ctx: Context, notes: Notes, row: list[Any]) -> str | None:
+                ident = row[i] = ctx.self_id(to)
+                return fail if ident is None else None
+
+            return self_ref
+
+        def ref(resource: dict[str, Any], item: Any, ctx: Context, notes: Notes, row: list[Any]) -> str | None:
+            values = read(resource, item, ctx, notes.empty)
+            ident = None
+            for v in values:
+                ident = ctx.ref_id(v, to)
+                if ident is not None:
+                    row[i] = ident
+                    return None
+            if values and not required:
+                notes.add("link_dropped")
+            return fail
+
+        return ref
+    if kind == "coding":
+        i_sys, i_code = slot[f"{col.column}__sys"], slot[f"{col.column}__code"]
+        known = code_systems().by_uri
+
+        def coding(resource: dict[str, Any], item: Any, ctx: Context, notes: Notes, row: list[Any]) -> str | None:
+            picked = pick_coding(read(resource, item, ctx, notes.empty), notes, known)
+            if picked is None:
+                return fail
+            row[i_sys], row[i_code] = picked
+            return None
+
+        return coding
+    if kind == "date":
+        i = slot[f"{col.column}__raw"]
+
+        def date(resource: dict[str, Any], item: Any, ctx: Context, notes: Notes, row: list[Any]) -> str | None:
+            for v in read(resource, item, ctx, notes.empty):
+                if isinstance(v, str):
+                    row[i] = v
+                    return None
+            return fail
+
+        return date
+    if kind == "number":
+        i = slot[col.column]
+
+        def number(resource: dict[str, Any], item: Any, ctx: Context, notes: Notes, row: list[Any]) -> str | None:
+            for v in read(resource, item, ctx, notes.empty):
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    row[i] = float(v)
+                    return None
+            return fail
+
+        return number
+    # map: a string looked up in the rule's table, else the default
+    i, mapping, default = slot[col.column], col.mapping, col.default
+
+    def lookup(resource: dict[str, Any], item: Any, ctx: Context, notes: Notes, row: list[Any]) -> str | None:
+        value = default
+        for v in read(resource, item, ctx, notes.empty):
+            if isinstance(v, str):
+                value = mapping.get(v, default)
+                break
+        row[i] = value
+        return fail if value is None else None
+
+    return lookup
+
+
 class _CompiledRule:
     def __init__(self, rule: ReadRule) -> None:
         self.table = rule.table
         self.each = compile_path(rule.each) if rule.each else None
-        self.when = [_Test(c) for c in rule.when]
-        self.unless = [_Test(c) for c in rule.unless]
-        self.columns = [(c, [_path_getter(p) for p in c.paths if p != "@self"]) for c in rule.columns]
+        self.when = [_test(c) for c in rule.when]
+        self.unless = [_test(c) for c in rule.unless]
+        layout = staging_layout(rule.table)
+        slot = {name: i for i, (name, _) in enumerate(layout)}
+        for c in rule.columns:
+            if any(name not in slot for name, _ in staging_columns([c])):
+                raise RuleError(f"{rule.table}: {c.column} is read as a {c.kind} here and as another kind elsewhere")
+        self.template: list[Any] = [None] * len(layout)
+        for c in rule.columns:
+            if c.kind == "const":
+                self.template[slot[c.column]] = c.const
+        self.steps = [_step(c, slot) for c in rule.columns if c.kind != "const"]
 
     def applies(
         self, resource: dict[str, Any], item: Any, ctx: Context, empty: EmptyCounter, cache: dict[Any, bool]
@@ -154,55 +292,14 @@ class _CompiledRule:
         for w in self.when:
             if not w(resource, item, ctx, empty, cache):
                 return False
-        if not self.unless:
-            return True
-        return not all(u(resource, item, ctx, empty, cache) for u in self.unless)
+        return not self.unless or not all(u(resource, item, ctx, empty, cache) for u in self.unless)
 
-    def row(self, resource: dict[str, Any], item: Any, ctx: Context, notes: Notes) -> tuple[dict[str, Any], str | None]:
-        empty = notes.empty
-        row: dict[str, Any] = {}
-        for col, getters in self.columns:
-            kind = col.kind
-            if kind == "const":
-                row[col.column] = col.const
-                continue
-            values: list[Any] = []
-            for mode, fn in getters:
-                if mode == 0:
-                    values = fn(resource, empty)
-                elif mode == 1:
-                    values = fn(item, empty)
-                else:
-                    values = fn(resource, item, ctx, empty)
-                if values:
-                    break
-            if kind == "ref":
-                ident = ctx.self_id(col.to) if col.paths == ("@self",) else None
-                if col.paths != ("@self",):
-                    for v in values:
-                        ident = ctx.ref_id(v, col.to)
-                        if ident is not None:
-                            break
-                    if ident is None and values and not col.required:
-                        notes.add("link_dropped")
-                row[col.column] = ident
-                value: Any = ident
-            elif kind == "coding":
-                picked = pick_coding(values, notes)
-                row[f"{col.column}__sys"], row[f"{col.column}__code"] = picked or (None, None)
-                value = picked
-            elif kind == "date":
-                value = next((v for v in values if isinstance(v, str)), None)
-                row[f"{col.column}__raw"] = value
-            elif kind == "number":
-                value = next((float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)), None)
-                row[col.column] = value
-            else:  # map
-                raw = next((v for v in values if isinstance(v, str)), None)
-                value = col.mapping.get(raw, col.default) if raw is not None else col.default
-                row[col.column] = value
-            if value is None and col.required:
-                return row, SKIP_FOR_REQUIRED[kind]
+    def row(self, resource: dict[str, Any], item: Any, ctx: Context, notes: Notes) -> tuple[list[Any], str | None]:
+        row = self.template.copy()
+        for step in self.steps:
+            failed = step(resource, item, ctx, notes, row)
+            if failed:
+                return row, failed
         return row, None
 
 
@@ -212,21 +309,21 @@ class ResourceMapper:
     def __init__(self, rules: tuple[ReadRule, ...]) -> None:
         self.rules = [_CompiledRule(r) for r in rules]
         seen: set[tuple[str, frozenset[str] | None]] = set()
-        skips: list[tuple[_Test, str]] = []
+        skips: list[tuple[Test, str]] = []
         for r in rules:
             for c in r.skip:
                 if (c.path, c.values) not in seen:
                     seen.add((c.path, c.values))
-                    skips.append((_Test(c), c.reason or "status_excluded"))
+                    skips.append((_test(c), c.reason or "status_excluded"))
         self.skips = skips
 
-    def map(self, resource: dict[str, Any], ctx: Context, notes: Notes) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+    def map(self, resource: dict[str, Any], ctx: Context, notes: Notes) -> tuple[list[tuple[str, list[Any]]], str]:
         empty = notes.empty
         cache: dict[Any, bool] = {}
         for test, reason in self.skips:
             if test(resource, resource, ctx, empty, cache):
                 return [], reason
-        rows: list[tuple[str, dict[str, Any]]] = []
+        rows: list[tuple[str, list[Any]]] = []
         for rule in self.rules:
             if rule.each is None:
                 if rule.applies(resource, resource, ctx, empty, cache):

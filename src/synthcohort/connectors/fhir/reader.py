@@ -11,7 +11,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -28,8 +28,9 @@ from synthcohort.connectors.fhir.sources import (
 )
 from synthcohort.connectors.fhir.staging import Stager
 from synthcohort.errors import SkipToleranceExceeded
-from synthcohort.mappings.conformance import other_version, unknown_elements
-from synthcohort.mappings.reading import Notes, mapper_for
+from synthcohort.mappings.conformance import known_elements, other_version, unknown_elements
+from synthcohort.mappings.reading import Notes, ResourceMapper, mapper_for
+from synthcohort.mappings.rules import version_markers
 from synthcohort.mappings.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,14 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+class _TypePlan(NamedTuple):
+    """What the reader needs to know of one resource type, looked up once."""
+
+    mapper: ResourceMapper | None
+    markers: bool  # the type has markers of other FHIR versions
+    elements: frozenset[str] | None  # R4 element names (mapped types only)
 
 
 class FhirReader:
@@ -74,6 +83,7 @@ class FhirReader:
         self.stager = Stager(store)
         self.res_seq = 0
         self.warned_elements: set[tuple[str, str]] = set()
+        self.plans: dict[str, _TypePlan] = {}
 
     # -- public ----------------------------------------------------------------------
     def read(self, path: str | Path) -> RunReport:
@@ -157,7 +167,7 @@ class FhirReader:
         elif rtype == "Bundle":
             self._bundle(obj, source, where)
         else:
-            self._resource(obj, f"{where}", None)
+            self._resource(obj, None)
 
     def _deletions(self, obj: dict[str, Any], where: str) -> None:
         entries = obj.get("entry") if obj.get("resourceType") == "Bundle" else None
@@ -184,25 +194,30 @@ class FhirReader:
             self.report.notes["empty_bundle"] += 1
             return
         local: dict[str, tuple[str, dict[str, Any]]] = {}
+        keys: list[str | None] = []
+        key_of = self.refs.key_of
         for i, entry in enumerate(entries):
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if isinstance(resource, dict):
-                key = self.refs.key_of(resource, f"{where}#{i}")
+                key = key_of(resource, where, i)
                 full = entry.get("fullUrl")
                 if isinstance(full, str) and full:
                     local[full] = (key, resource)
                 local.setdefault(key, (key, resource))
+                keys.append(key)
+            else:
+                keys.append(None)
         self.refs.bundle = local
         try:
-            for i, entry in enumerate(entries):
-                resource = entry.get("resource") if isinstance(entry, dict) else None
-                if not isinstance(resource, dict):
+            for entry, entry_key in zip(entries, keys, strict=True):
+                if entry_key is None:
                     request = entry.get("request") if isinstance(entry, dict) else None
                     if isinstance(request, dict) and request.get("method") == "DELETE":
                         self.report.notes["bundle_delete_requests"] += 1
                     else:
                         self._fault(NO_TYPE, "not_resource")
                     continue
+                resource = entry["resource"]
                 rtype = resource.get("resourceType")
                 if not isinstance(rtype, str):
                     self._fault(NO_TYPE, "not_resource")
@@ -210,29 +225,30 @@ class FhirReader:
                 if rtype == "Bundle":
                     self._fault(rtype, "nested_bundle")
                     continue
-                self._resource(resource, f"{where} entry {i}", self.refs.key_of(resource, f"{where}#{i}"))
+                self._resource(resource, entry_key)
         finally:
             self.refs.bundle = None
 
-    def _resource(self, resource: dict[str, Any], where: str, key: str | None) -> None:
+    def _resource(self, resource: dict[str, Any], key: str | None) -> None:
         report = self.report
         rtype = resource["resourceType"]
         report.read[rtype] += 1
         self.res_seq += 1
         if self.progress is not None and self.res_seq % 5000 == 0:
             self.progress(5000)
+        plan = self.plans.get(rtype) or self._plan(rtype)
         if rtype == "OperationOutcome":
             self._outcome(resource)
             report.skip(rtype, "operation_outcome")
             return
-        if other_version(resource):
+        if plan.markers and other_version(resource):
             report.skip(rtype, "fhir_version")
             return
         key = key or self.refs.key_of(resource, str(self.res_seq))
         if key in self.deleted:
             report.skip(rtype, "deleted")
             return
-        mapper = mapper_for(rtype)
+        mapper = plan.mapper
         if mapper is None:
             if rtype == "Medication":
                 self.refs.remember_medication(key, resource)
@@ -243,19 +259,28 @@ class FhirReader:
         if resource.get("modifierExtension"):
             report.skip(rtype, "unknown_modifier")
             return
-        for element in unknown_elements(resource):
-            report.notes["unknown_element"] += 1
-            if (rtype, element) not in self.warned_elements:
-                self.warned_elements.add((rtype, element))
-                report.warn(f"{rtype} has an element R4 does not define: {element!r} (ignored)")
+        if plan.elements is not None and not plan.elements.issuperset(resource):
+            for element in unknown_elements(resource):
+                report.notes["unknown_element"] += 1
+                if (rtype, element) not in self.warned_elements:
+                    self.warned_elements.add((rtype, element))
+                    report.warn(f"{rtype} has an element R4 does not define: {element!r} (ignored)")
         self.refs.enter(resource, key)
         rows, reason = mapper.map(resource, self.refs, self.notes)
         if reason:
             report.skip(rtype, reason)
             return
         report.mapped[rtype] += 1
+        add, res = self.stager.add, self.res_seq
         for table, row in rows:
-            self.stager.add(table, row, rtype, self.res_seq)
+            add(table, row, rtype, res)
+
+    def _plan(self, rtype: str) -> _TypePlan:
+        mapper = mapper_for(rtype)
+        plan = self.plans[rtype] = _TypePlan(
+            mapper, bool(version_markers().get(rtype)), known_elements(rtype) if mapper else None
+        )
+        return plan
 
     def _outcome(self, resource: dict[str, Any]) -> None:
         for issue in resource.get("issue") or ():

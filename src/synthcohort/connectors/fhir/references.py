@@ -47,10 +47,13 @@ class References:
             ident = self.ids[key] = len(self.ids) + 1
         return ident
 
-    def key_of(self, resource: dict[str, Any], fallback: str) -> str:
+    def key_of(self, resource: dict[str, Any], where: str, index: int | None = None) -> str:
+        """``Type/id``; a resource without an id is named by where it was read (``where#index`` in a bundle)."""
         rid = resource.get("id")
         rtype = resource.get("resourceType")
-        return f"{rtype}/{rid}" if isinstance(rid, str) and rid else f"{rtype}/#{fallback}"
+        if isinstance(rid, str) and rid:
+            return f"{rtype}/{rid}"
+        return f"{rtype}/#{where}" if index is None else f"{rtype}/#{where}#{index}"
 
     def enter(self, resource: dict[str, Any], key: str) -> None:
         self.current = resource
@@ -66,8 +69,11 @@ class References:
         ref = reference.get("reference")
         if not isinstance(ref, str) or not ref or "?" in ref or ref.startswith("#"):
             return None
-        if self.bundle is not None and ref in self.bundle:
-            return self.bundle[ref][0]
+        bundle = self.bundle
+        if bundle is not None:
+            local = bundle.get(ref)
+            if local is not None:
+                return local[0]
         if ref.startswith(("urn:uuid:", "urn:oid:")):
             return None
         parsed = _type_and_id(ref)
@@ -75,9 +81,12 @@ class References:
 
     def ref_id(self, reference: Any, to: str) -> int | None:
         key = self._key(reference)
-        if key is None or not key.startswith(to + "/"):
+        if key is None or not key.startswith(to) or key[len(to) : len(to) + 1] != "/":
             return None
-        return self._id(key)
+        ident = self.ids.get(key)
+        if ident is None:
+            ident = self.ids[key] = len(self.ids) + 1
+        return ident
 
     def deref(self, reference: Any) -> dict[str, Any] | None:
         if not isinstance(reference, dict):

@@ -11,7 +11,7 @@ import pyarrow as pa
 from synthcohort import cdm
 from synthcohort.cohort import CohortStore
 from synthcohort.connectors.fhir.report import RunReport
-from synthcohort.mappings.reading import staging_columns
+from synthcohort.mappings.reading import staging_layout, table_columns
 from synthcohort.mappings.rules import LOCAL_CONCEPT_BASE, ColumnRule, all_rules, code_systems
 from synthcohort.mappings.vocabulary import Vocabulary
 
@@ -64,32 +64,22 @@ class Stager:
         self.store = store
         self.con = store.con
         self.columns: dict[str, list[ColumnRule]] = {}
-        self.schema: dict[str, list[tuple[str, str]]] = {}
-        self.buffers: dict[str, list[dict[str, Any]]] = {}
+        self.buffers: dict[str, list[list[Any]]] = {}
         self.arrow: dict[str, pa.Schema] = {}
-        for table, rules in all_rules().items():
-            cols: dict[str, ColumnRule] = {}
-            for r in rules.read:
-                for c in r.columns:
-                    cols.setdefault(c.column, c)
-            self.columns[table] = list(cols.values())
-            schema = [
-                *staging_columns(list(cols.values())),
-                ("_rtype", "VARCHAR"),
-                ("_res", "BIGINT"),
-                ("_seq", "BIGINT"),
-            ]
-            self.schema[table] = schema
+        for table in all_rules():
+            self.columns[table] = list(table_columns(table))
+            schema = staging_layout(table)
             self.buffers[table] = []
             self.arrow[table] = pa.schema([(n, _ARROW[t]) for n, t in schema])
             col_sql = ", ".join(f'"{n}" {t}' for n, t in schema)
             self.con.execute(f'CREATE TABLE "_stage_{table}" ({col_sql})')
         self.seq = 0
 
-    def add(self, table: str, row: dict[str, Any], rtype: str, res: int) -> None:
+    def add(self, table: str, row: list[Any], rtype: str, res: int) -> None:
+        """Stage a row laid out as :func:`staging_layout` gives, its last three cells left for the row's origin."""
         buf = self.buffers[table]
         self.seq += 1
-        row["_rtype"], row["_res"], row["_seq"] = rtype, res, self.seq
+        row[-3], row[-2], row[-1] = rtype, res, self.seq
         buf.append(row)
         if len(buf) >= FLUSH_ROWS:
             self._flush(table)
@@ -98,7 +88,9 @@ class Stager:
         buf = self.buffers[table]
         if not buf:
             return
-        batch = pa.Table.from_pylist(buf, schema=self.arrow[table])
+        schema = self.arrow[table]
+        columns = zip(*buf, strict=True)
+        batch = pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
         self.con.register("_batch", batch)
         try:
             self.con.execute(f'INSERT INTO "_stage_{table}" SELECT * FROM _batch')
