@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from functools import cache
+from importlib import resources
 from typing import Any
 
 from synthcohort.mappings.rules import version_markers
+
+# Element names of the resource types the rules read, written by tools/gen_r4_elements.py from the
+# fhir.resources models: importing those models costs a third of a second, more than reading thousands
+# of resources. tests/test_r4_elements.py checks the file against the models.
+ELEMENTS_FILE = "r4_elements.json"
 
 _SHAPES = {
     "string": lambda v: isinstance(v, str),
@@ -23,7 +30,23 @@ def _module_name(resource_type: str) -> str:
 
 
 @cache
+def _packaged_elements() -> dict[str, list[str]]:
+    data: dict[str, list[str]] = json.loads(
+        resources.files("synthcohort.mappings").joinpath(ELEMENTS_FILE).read_text("utf-8")
+    )
+    return data
+
+
+@cache
 def known_elements(resource_type: str) -> frozenset[str] | None:
+    """Top-level element names of an R4(B) resource type (None: unknown type)."""
+    packaged = _packaged_elements().get(resource_type)
+    if packaged is not None:
+        return frozenset(packaged)
+    return model_elements(resource_type)
+
+
+def model_elements(resource_type: str) -> frozenset[str] | None:
     """Top-level element names of an R4(B) resource type, from the fhir.resources models (None: unknown type)."""
     try:
         module = importlib.import_module(f"fhir.resources.R4B.{_module_name(resource_type)}")
