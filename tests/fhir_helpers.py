@@ -1,11 +1,8 @@
-"""Helpers for the FHIR tests: code multisets and the official R4 JSON schema check."""
+"""Helpers for the FHIR tests: code multisets, every resource of an output."""
 
 from __future__ import annotations
 
 import gzip
-import json
-from collections import Counter
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -47,27 +44,3 @@ def iter_output(folder: Path) -> Any:
             bundle = orjson.loads(data)
             for entry in bundle["entry"]:
                 yield entry["resource"]
-
-
-@cache
-def _schema(schema_path: Path) -> dict[str, Any]:
-    with gzip.open(schema_path, "rt", encoding="utf-8") as fh:
-        return dict(json.load(fh))
-
-
-@cache
-def schema_validator(schema_path: Path, resource_type: str) -> Any:
-    """A validator for one resource type's definition (the whole schema's oneOf is needlessly slow)."""
-    import jsonschema
-
-    schema = _schema(schema_path)
-    return jsonschema.Draft6Validator({"$ref": f"#/definitions/{resource_type}", "definitions": schema["definitions"]})
-
-
-def schema_errors(schema_path: Path, resources: list[dict[str, Any]]) -> Counter[str]:
-    """Errors of each resource against the official R4 JSON schema (by resourceType definition)."""
-    errors: Counter[str] = Counter()
-    for r in resources:
-        for err in schema_validator(schema_path, r["resourceType"]).iter_errors(r):
-            errors[f"{r['resourceType']}: {err.message[:120]}"] += 1
-    return errors

@@ -1,4 +1,5 @@
-"""``synthcohort validate fhir PATH``: FHIR R4 validity (fhir.resources models, references, ids, labels)."""
+"""``synthcohort validate fhir PATH``: FHIR R4 validity (fhir.resources models, the official R4 JSON schema,
+references, ids, labels)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ import click
     show_default=True,
     help="Check the model of every k-th resource only (the project's own checks still see all).",
 )
+@click.option(
+    "--schema",
+    "schema_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The official FHIR R4 JSON schema (fhir.schema.json, .json.gz or HL7's fhir.schema.json.zip): "
+    "every resource and Bundle is also checked against it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def command(path: str, sample: int, as_json: bool) -> None:
+def command(path: str, sample: int, schema_path: str | None, as_json: bool) -> None:
     """Check FHIR R4 files under PATH (NDJSON, Bundles); exits non-zero on any error, each shown with its
     location (file:line or file entry N)."""
     import json
@@ -23,13 +31,15 @@ def command(path: str, sample: int, as_json: bool) -> None:
     from synthcohort.connectors.fhir.validate import validate_fhir
     from synthcohort.errors import ValidationFailed
 
-    result = validate_fhir(path, model_sample=sample)
+    result = validate_fhir(path, model_sample=sample, schema=schema_path)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         click.echo(f"{path}: {sum(result.counts.values()):,} resources, {sum(result.error_counts.values()):,} errors")
         for rtype, n in sorted(result.counts.items()):
             click.echo(f"  {rtype:<28}{n:>10,}")
+        schema = "not checked (--schema)" if result.schema_checked is None else f"{result.schema_checked:,}"
+        click.echo(f"  checked by the fhir.resources models: {result.model_checked:,}; by the R4 JSON schema: {schema}")
         for where, message in result.errors:
             click.echo(f"  {where}: {message}")
         if len(result.errors) < sum(result.error_counts.values()):

@@ -1,4 +1,5 @@
-"""Validate FHIR R4 output: fhir.resources (R4B) models plus the project's own checks, every error located.
+"""Validate FHIR R4 output: fhir.resources (R4B) models, the official R4 JSON schema (when given) and the
+project's own checks, every error located.
 
 Own checks: references resolve inside the output (urn:uuid within its Bundle, ``Type/id`` across the
 output), ids unique per type, no empty strings / arrays / objects / nulls, dateTimes with a time
@@ -17,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from synthcohort.connectors.fhir.schema import R4Schema
 from synthcohort.connectors.fhir.sources import Limits, Source, discover, iter_lines, read_capped
 from synthcohort.connectors.fhir.writer import HTEST, TAG_SYSTEM
 
@@ -32,6 +34,7 @@ class ValidationResult:
     errors: list[tuple[str, str]] = field(default_factory=list)
     error_counts: Counter[str] = field(default_factory=Counter)
     model_checked: int = 0
+    schema_checked: int | None = None  # None: no schema given
     max_errors: int = 1000
 
     def error(self, where: str, rule: str, message: str) -> None:
@@ -48,6 +51,7 @@ class ValidationResult:
             "resources": sum(self.counts.values()),
             "by_type": dict(sorted(self.counts.items())),
             "model_checked": self.model_checked,
+            "schema_checked": self.schema_checked,
             "errors": sum(self.error_counts.values()),
             "errors_by_rule": dict(sorted(self.error_counts.items())),
             "first_errors": [{"at": w, "error": m} for w, m in self.errors[:50]],
@@ -65,10 +69,11 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 
 class FhirValidator:
-    def __init__(self, *, models: bool = True, model_sample: int = 1) -> None:
+    def __init__(self, *, models: bool = True, model_sample: int = 1, schema: R4Schema | None = None) -> None:
         self.models = models
         self.model_sample = max(1, model_sample)
-        self.result = ValidationResult()
+        self.schema = schema
+        self.result = ValidationResult(schema_checked=None if schema is None else 0)
         self.defined: set[tuple[str, str]] = set()
         self.pending: list[tuple[str, str, str]] = []  # (where, type, id) of relative references
         self.seen = 0
@@ -130,9 +135,10 @@ class FhirValidator:
                 request = entry.get("request") if isinstance(entry, dict) else None
                 if not (isinstance(request, dict) and request.get("method") and request.get("url")):
                     self.result.error(f"{where} entry {i}", "bundle", "transaction entry without request")
+        shell = {k: v for k, v in bundle.items() if k != "entry"}
         if self.models:
-            shell = {k: v for k, v in bundle.items() if k != "entry"}
             self._model(shell, where)
+        self._schema(shell, where)
         for i, entry in enumerate(bundle.get("entry") or []):
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if isinstance(resource, dict):
@@ -154,8 +160,9 @@ class FhirValidator:
         from pydantic import ValidationError
 
         self.result.model_checked += 1
+        rtype = str(resource.get("resourceType"))
         try:
-            model = get_fhir_model_class(str(resource.get("resourceType")))
+            model = get_fhir_model_class(rtype)
         except KeyError:
             self.result.error(where, "model", "unknown resourceType")
             return
@@ -163,8 +170,15 @@ class FhirValidator:
             model.model_validate(resource)
         except ValidationError as exc:
             for err in exc.errors(include_input=False, include_url=False):
-                loc = ".".join(str(p) for p in err["loc"])
-                self.result.error(where, "model", f"{loc}: {err['msg']}")
+                loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+                self.result.error(where, "model", f"{rtype}{loc}: {err['msg']}")
+
+    def _schema(self, resource: dict[str, Any], where: str) -> None:
+        if self.schema is None:
+            return
+        self.result.schema_checked = (self.result.schema_checked or 0) + 1
+        for message in self.schema.errors(resource):
+            self.result.error(where, "schema", message)
 
     def _resource(self, resource: dict[str, Any], where: str, full_urls: set[str] | None) -> None:
         rtype = resource.get("resourceType")
@@ -191,6 +205,7 @@ class FhirValidator:
                     self.result.error(where, "zone", f"{path} has a time without a zone")
         if self.models and self.seen % self.model_sample == 0:
             self._model(resource, where)
+        self._schema(resource, where)
 
     def _reference(self, ref: str, where: str, path: str, full_urls: set[str] | None) -> None:
         if ref.startswith("urn:uuid:"):
@@ -204,6 +219,11 @@ class FhirValidator:
         self.pending.append((f"{where} {path}", m.group(1), m.group(2)))
 
 
-def validate_fhir(path: str | Path, *, models: bool = True, model_sample: int = 1) -> ValidationResult:
-    """Check every resource under ``path`` (NDJSON, Bundles); ``model_sample`` = k checks every k-th model."""
-    return FhirValidator(models=models, model_sample=model_sample).validate(path)
+def validate_fhir(
+    path: str | Path, *, models: bool = True, model_sample: int = 1, schema: R4Schema | str | Path | None = None
+) -> ValidationResult:
+    """Check every resource under ``path`` (NDJSON, Bundles); ``model_sample`` = k checks every k-th model;
+    ``schema`` (the official R4 JSON schema, or its file) checks every resource and Bundle against it."""
+    if schema is not None and not isinstance(schema, R4Schema):
+        schema = R4Schema.load(schema)
+    return FhirValidator(models=models, model_sample=model_sample, schema=schema).validate(path)
