@@ -8,6 +8,7 @@ import pandas as pd
 from synthcohort.generator.chunk import EVENT_DOMAINS, Chunk
 from synthcohort.generator.patient_vector import Layout
 from synthcohort.generator.safeguards import TOP_AGE
+from synthcohort.generator.timeline_stats import VALUE_LEVELS, value_cells
 from synthcohort.generator.training import EVENT_COLUMNS
 
 YEAR_DAYS = 365.2425
@@ -159,7 +160,9 @@ def lay_out(
     )
     v_key = v_pat * 1e6 + (v_day - start[v_pat])
     for d, domain in enumerate(EVENT_DOMAINS):
-        chunk[domain] = _events(d, domain, x, layout, stats, code_counts, start, end, v_start, n_vis, v_key, v_day, rng)
+        chunk[domain] = _events(
+            d, domain, x, layout, stats, code_counts, birth, start, end, v_start, n_vis, v_key, v_day, rng
+        )
     if layout.death_var >= 0:
         dead = x[:, layout.death_var] > 0
         chunk["death"] = pd.DataFrame(
@@ -177,6 +180,7 @@ def _events(
     layout: Layout,
     stats: dict[str, np.ndarray],
     code_counts: np.ndarray,
+    birth: np.ndarray,
     start: np.ndarray,
     end: np.ndarray,
     v_start: np.ndarray,
@@ -246,7 +250,16 @@ def _events(
             no_end[:] = False
         out[end_col] = np.where(no_end, np.nan, np.minimum(day + dur, end[ev_p]))
     if value_cols:
-        val = _interp(stats["value_q"], code, rng.random(len(code)))
+        # From the finest cell of age and sex where the code has quantiles, else the code's own.
+        u = rng.random(len(code))
+        val = _interp(stats["value_q"], code, u)
+        age, sex = day - birth[ev_p], x[ev_p, 0].astype(np.int64)
+        for level in VALUE_LEVELS:
+            cell, n_cells = value_cells(level, age, sex, len(layout.genders))
+            flat = code * n_cells + cell
+            own = stats[f"value_ok_{level}"].ravel()[flat]
+            q = stats[f"value_q_{level}"]
+            val[own] = _interp(q.reshape(-1, q.shape[2]), flat[own], u[own])
         out["value_as_number"] = np.where(rng.random(len(code)) < stats["value_null"][code], np.nan, val)
         out["unit_concept_id"] = stats["unit"][code]
         out["value_as_concept_id"] = stats["value_concept"][code]

@@ -16,6 +16,10 @@ Q21 = np.linspace(0, 1, 21)
 Q101 = np.linspace(0, 1, 101)
 GAP_BUCKETS = 6
 ERA_BUCKETS = 6  # calendar bands of the visit that ends a gap
+AGE_BANDS = np.array([0.0, 2.0, 6.0, 12.0, 18.0, 40.0, 65.0])  # years: starts of the age bands of values
+VALUE_DOMAINS = ("measurement", "observation")
+VALUE_LEVELS = ("adult", "band", "band_sex")  # coarse to fine
+YEAR_DAYS = 365.2425
 
 
 def _quantiles(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -100,6 +104,56 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
                 out["value_q"][c] = _quantiles(val, Q101)
                 out["unit"][c] = _mode(g["unit_concept_id"])
                 out["value_concept"][c] = _mode(g["value_as_concept_id"])
+    out |= _values_by_age_and_sex(data, n_codes, k)
+    return out
+
+
+def value_cells(level: str, age_days: np.ndarray, sex: np.ndarray, n_sexes: int) -> tuple[np.ndarray, int]:
+    """Each value's cell at one level of detail, and the number of cells of that level.
+
+    Levels, coarse to fine: child or adult; age band (infancy, early and late childhood,
+    adolescence, adult, middle and old age); age band x sex.
+    """
+    years = age_days / YEAR_DAYS
+    if level == "adult":
+        return (years >= 18).astype(np.int64), 2
+    band = np.clip(np.searchsorted(AGE_BANDS, years, side="right") - 1, 0, len(AGE_BANDS) - 1)
+    if level == "band":
+        return band, len(AGE_BANDS)
+    return band * n_sexes + sex, len(AGE_BANDS) * n_sexes
+
+
+def _values_by_age_and_sex(data: TrainingData, n_codes: int, k: int) -> dict[str, np.ndarray]:
+    """Per code, value quantiles by cells of age and sex, where a cell holds values of at least k persons.
+
+    Heights, weights and many lab values differ more between a child and an adult, or a man and a
+    woman, than within either. Sampling takes the finest cell the code has, else the code's quantiles.
+    """
+    sexes = sorted(int(g) for g in data.persons["gender_concept_id"].unique())
+    persons = data.persons.set_index("person_id")
+    frames = [data.events[d] for d in VALUE_DOMAINS]
+    df = pd.concat([f[["person_id", "code", "start", "value_as_number"]] for f in frames], ignore_index=True)
+    df = df[np.isfinite(df["value_as_number"].to_numpy(dtype="float64"))]
+    who = persons.reindex(df["person_id"])
+    age = df["start"].to_numpy(dtype="float64") - who["birth_day"].to_numpy(dtype="float64")
+    sex = pd.Index(sexes).get_indexer(pd.Index(who["gender_concept_id"]))
+    values = df["value_as_number"].to_numpy(dtype="float64")
+    out: dict[str, np.ndarray] = {}
+    for level in VALUE_LEVELS:
+        cell, n_cells = value_cells(level, age, sex, len(sexes))
+        q = np.zeros((n_codes * n_cells, len(Q101)))
+        ok = np.zeros(n_codes * n_cells, dtype=bool)
+        key = df["code"].to_numpy(dtype=np.int64) * n_cells + cell
+        pairs = np.unique(np.column_stack([key, df["person_id"].to_numpy(dtype=np.int64)]), axis=0)
+        held = np.bincount(pairs[:, 0], minlength=len(ok))
+        order = np.argsort(key, kind="stable")
+        keys, first = np.unique(key[order], return_index=True)
+        for kk, rows in zip(keys, np.split(order, first[1:]) if len(keys) else [], strict=True):
+            if held[kk] >= k:
+                q[kk] = np.quantile(values[rows], Q101)
+                ok[kk] = True
+        out[f"value_q_{level}"] = q.reshape(n_codes, n_cells, len(Q101))
+        out[f"value_ok_{level}"] = ok.reshape(n_codes, n_cells)
     return out
 
 
@@ -115,9 +169,15 @@ def check_stats(stats: dict[str, np.ndarray], n_codes: int, n_visit_types: int) 
             )
             and stats["dur_q"].shape == (n_codes, len(Q21))
             and stats["value_q"].shape == (n_codes, len(Q101))
+            and all(
+                stats[f"value_q_{lv}"].shape[::2] == (n_codes, len(Q101))
+                and stats[f"value_ok_{lv}"].shape == stats[f"value_q_{lv}"].shape[:2]
+                for lv in VALUE_LEVELS
+            )
         )
         shares = all(((stats[k] >= 0) & (stats[k] <= 1)).all() for k in ("dur_null", "value_null"))
         finite = all(np.isfinite(stats[k]).all() for k in ("gap_q", "visit_dur_q", "dur_q", "value_q"))
+        finite = finite and all(np.isfinite(stats[f"value_q_{lv}"]).all() for lv in VALUE_LEVELS)
         domains = all(len(stats[f"type_ids_{d}"]) == len(stats[f"type_p_{d}"]) for d in range(len(EVENT_DOMAINS)))
         return bool(shapes and shares and finite and domains)
     except KeyError:
