@@ -52,18 +52,20 @@ def worker(engine: str, cohort: Path, work: Path, n: int | None, seed: int) -> d
 
     out: dict[str, float] = {}
     model_dir = work / f"model-{engine}"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if not model_dir.exists():
         model = engine_class(engine)(seed=seed)
         model.fit(cohort)
         model.save(model_dir)
         out["fit_s"] = time.perf_counter() - t0
+        out["fit_cpu_s"] = time.process_time() - c0
     model = load_model(model_dir)
     n = n or int(model.record["persons_learned"])
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     target = work / f"synthetic-{engine}-{n}.duckdb"
     model.sample(n, target, seed=seed, overwrite=True)
     out["sample_s"] = time.perf_counter() - t1
+    out["sample_cpu_s"] = time.process_time() - c1
     out["persons"] = n
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["store_mib"] = target.stat().st_size / 2**20
@@ -115,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     if "sdv" in report:
         nat, ref = report["native"], report["sdv"]
         ratio = (ref["fit_s"] + ref["sample_s"]) / (nat["fit_s"] + nat["sample_s"])
-        report["ratio"] = {"sdv_over_native_fit_plus_sample": ratio}
-        print(f"native is {ratio:.1f}x faster than SDV (fit + sample)")
+        cpu = (ref["fit_cpu_s"] + ref["sample_cpu_s"]) / (nat["fit_cpu_s"] + nat["sample_cpu_s"])
+        report["ratio"] = {"sdv_over_native_fit_plus_sample": ratio, "sdv_over_native_cpu": cpu}
+        print(f"native is {ratio:.1f}x faster than SDV (fit + sample, wall), {cpu:.1f}x in CPU time")
     if args.million:
         big = _run_worker("native", cohort, work, 1_000_000, args.seed)
         report["native_1m"] = big
