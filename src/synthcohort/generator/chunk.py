@@ -54,7 +54,13 @@ def concat(chunks: list[Chunk]) -> Chunk:
 def select_persons(chunk: Chunk, keep: np.ndarray) -> Chunk:
     """Rows of the chunk that belong to the persons whose local ids are in ``keep``."""
     keep_set = pd.Index(keep)
-    return {name: df[df["person_id"].isin(keep_set)].reset_index(drop=True) for name, df in chunk.items()}
+    out: Chunk = {}
+    for name, df in chunk.items():
+        mask = df["person_id"].isin(keep_set).to_numpy()
+        whole = mask.all() and isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1
+        # Every row kept: the table itself, not a copy (most rounds reject nobody).
+        out[name] = df if whole else df[mask].reset_index(drop=True)
+    return out
 
 
 def _date_array(values: pd.Series) -> pa.Array:

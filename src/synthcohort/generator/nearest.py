@@ -19,6 +19,19 @@ log = logging.getLogger(__name__)
 NEAR_QUANTILE = 0.01
 
 
+def _counts(ids: pd.Index, persons: pd.Series, values: pd.Series, categories: np.ndarray) -> np.ndarray:
+    """How many times each person of ``ids`` has each of the sorted ``categories`` (others are not counted)."""
+    out = np.zeros((len(ids), len(categories)))
+    rows = ids.get_indexer(pd.Index(persons))
+    vals = values.to_numpy()
+    cols = np.minimum(np.searchsorted(categories, vals), max(len(categories) - 1, 0))
+    ok = (rows >= 0) & (len(categories) > 0)
+    if len(categories):
+        ok &= categories[cols] == vals
+    np.add.at(out, (rows[ok], cols[ok]), 1.0)
+    return out
+
+
 class NearestGuard:
     """Features of the training persons (as the model saw them) and a distance threshold."""
 
@@ -61,8 +74,7 @@ class NearestGuard:
         ):
             cols.append((values.to_numpy()[:, None] == cats[None, :]).astype("float64"))
         cols.append(year_of(persons["birth"].to_numpy(dtype="int64"))[:, None].astype("float64"))
-        vc = pd.crosstab(visits["person_id"], visits["concept"]).reindex(index=ids, columns=self.visit_types)
-        cols.append(np.log1p(vc.fillna(0).to_numpy(dtype="float64")))
+        cols.append(np.log1p(_counts(ids, visits["person_id"], visits["concept"], self.visit_types)))
         cols.append(np.log1p(totals.to_numpy(dtype="float64")))
         presence = np.zeros((n, len(self.codes)))
         for df in events.values():
