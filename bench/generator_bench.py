@@ -1,10 +1,10 @@
-"""Native engine vs SDV's HMASynthesizer on the same five OMOP tables, in one run; and the 1,000,000-person run.
+"""Native engine vs SDV's HMASynthesizer on the same five OMOP tables, in one run.
 
     python bench/generator_bench.py                 # native vs SDV: fit/sample time, peak memory, fidelity
-    python bench/generator_bench.py --million       # also sample 1,000,000 persons (time, peak RSS)
     python bench/generator_bench.py --skip-sdv      # native only
 
-Each engine runs in its own process so that its peak resident memory is its own. The cohort is
+Each engine runs in its own process so that its peak resident memory is its own (the 1,000,000-person
+run is bench/generator_scale.py). The cohort is
 synthea-omop-1k-split from ../shared/data, cut to the five tables SDV's free multi-table
 synthesizer accepts (person, visit_occurrence, condition_occurrence, drug_exposure, measurement).
 """
@@ -87,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work")
     ap.add_argument("-n", type=int)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--million", action="store_true", help="also generate 1,000,000 persons")
     ap.add_argument("--skip-sdv", action="store_true")
     args = ap.parse_args(argv)
     if args.worker:
@@ -120,10 +119,6 @@ def main(argv: list[str] | None = None) -> int:
         cpu = (ref["fit_cpu_s"] + ref["sample_cpu_s"]) / (nat["fit_cpu_s"] + nat["sample_cpu_s"])
         report["ratio"] = {"sdv_over_native_fit_plus_sample": ratio, "sdv_over_native_cpu": cpu}
         print(f"native is {ratio:.1f}x faster than SDV (fit + sample, wall), {cpu:.1f}x in CPU time")
-    if args.million:
-        big = _run_worker("native", cohort, work, 1_000_000, args.seed)
-        report["native_1m"] = big
-        print("1,000,000 persons:", json.dumps({k: round(v, 1) for k, v in big.items()}), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "generator_bench.json").write_text(json.dumps(report, indent=1))
     return 0
