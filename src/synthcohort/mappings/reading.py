@@ -10,6 +10,7 @@ dropped links, ...) and the order in which store ids are handed out do not depen
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from functools import cache
 from typing import Any, Protocol
@@ -29,6 +30,10 @@ from synthcohort.mappings.rules import (
 # Free text (spaces, long strings) is never modelled.
 _TOKEN = re.compile(r"[!-~]{1,50}")
 _SYSTEM = re.compile(r"(https?://|urn:(oid|uuid|iso):)[!-~]{1,240}")
+
+# Staged strings are interned: rows then hold one copy of each repeated code, system or time instead of
+# pinning the strings of every parsed document, whose memory is freed and reused in one piece.
+intern = sys.intern
 
 SKIP_FOR_REQUIRED = {"ref": "orphan", "coding": "no_code", "date": "no_date", "map": "invalid_value"}
 # Staging columns every table has after its mapped columns: resource type, resource number, row number.
@@ -228,7 +233,7 @@ def _step(col: ColumnRule, slot: dict[str, int]) -> Step:
             picked = pick_coding(read(resource, item, ctx, notes.empty), notes, known)
             if picked is None:
                 return fail
-            row[i_sys], row[i_code] = picked
+            row[i_sys], row[i_code] = intern(picked[0]), intern(picked[1])
             return None
 
         return coding
@@ -238,7 +243,7 @@ def _step(col: ColumnRule, slot: dict[str, int]) -> Step:
         def date(resource: dict[str, Any], item: Any, ctx: Context, notes: Notes, row: list[Any]) -> str | None:
             for v in read(resource, item, ctx, notes.empty):
                 if isinstance(v, str):
-                    row[i] = v
+                    row[i] = intern(v)
                     return None
             return fail
 

@@ -54,6 +54,7 @@ def gc_paused() -> Iterator[None]:
 class _TypePlan(NamedTuple):
     """What the reader needs to know of one resource type, looked up once."""
 
+    rtype: str  # the type's name, one string object for all its rows
     mapper: ResourceMapper | None
     markers: bool  # the type has markers of other FHIR versions
     elements: frozenset[str] | None  # R4 element names (mapped types only)
@@ -273,12 +274,12 @@ class FhirReader:
         report.mapped[rtype] += 1
         add, res = self.stager.add, self.res_seq
         for table, row in rows:
-            add(table, row, rtype, res)
+            add(table, row, plan.rtype, res)
 
     def _plan(self, rtype: str) -> _TypePlan:
         mapper = mapper_for(rtype)
         plan = self.plans[rtype] = _TypePlan(
-            mapper, bool(version_markers().get(rtype)), known_elements(rtype) if mapper else None
+            rtype, mapper, bool(version_markers().get(rtype)), known_elements(rtype) if mapper else None
         )
         return plan
 
