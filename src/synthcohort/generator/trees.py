@@ -73,7 +73,7 @@ class Tree:
 
 
 def _width(var: Variable) -> int:
-    return var.n_cats if var.kind == "cat" else len(LEVELS) + (1 if var.kind == "count" else 0)
+    return var.n_cats if var.kind == "cat" else len(LEVELS) + (2 if var.kind == "count" else 0)
 
 
 def _quantile_rows(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +103,8 @@ def _leaf_dists(var: Variable, y: np.ndarray, leaf: np.ndarray, n_leaves: int) -
         pos = y > 0
         n_all = np.bincount(leaf, minlength=n_leaves)
         n_pos, q = _quantile_rows(y[pos], leaf[pos], n_leaves)
-        return np.column_stack([1.0 - n_pos / np.maximum(n_all, 1), q])
+        mean = np.bincount(leaf[pos], weights=y[pos], minlength=n_leaves) / np.maximum(n_pos, 1)
+        return np.column_stack([1.0 - n_pos / np.maximum(n_all, 1), q, mean])
     return _quantile_rows(y, leaf, n_leaves)[1]
 
 
@@ -112,7 +113,7 @@ def _draw(var: Variable, dist: np.ndarray, rng: np.random.Generator) -> np.ndarr
     if var.kind == "cat":
         cum = np.cumsum(dist, axis=1)
         return np.minimum((cum < u[:, None] * cum[:, -1:]).sum(axis=1), var.n_cats - 1).astype("float64")
-    q = dist[:, 1:] if var.kind == "count" else dist
+    q = dist[:, 1:-1] if var.kind == "count" else dist
     pos = u * (len(LEVELS) - 1)
     lo = np.minimum(pos.astype(np.int64), len(LEVELS) - 2)
     frac = pos - lo
@@ -120,6 +121,10 @@ def _draw(var: Variable, dist: np.ndarray, rng: np.random.Generator) -> np.ndarr
     value = q[rows, lo] * (1 - frac) + q[rows, lo + 1] * frac
     if var.kind == "cont":
         return value
+    # Counts are heavy-tailed: the quantile line averages below the leaf's mean (its top segment
+    # runs straight to the largest count), so draws are scaled to the mean the leaf recorded.
+    line_mean = (q.sum(axis=1) - 0.5 * (q[:, 0] + q[:, -1])) / (len(LEVELS) - 1)
+    value = value * np.where(line_mean > 0, dist[:, -1] / np.where(line_mean > 0, line_mean, 1.0), 1.0)
     zero = rng.random(len(dist)) < dist[:, 0]
     value = np.maximum(np.floor(value + rng.random(len(dist))), 1.0)
     return np.where(zero, 0.0, value)
