@@ -19,8 +19,9 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setenv("SYNTHCOHORT_KEY_FILE", str(tmp_path / "key"))
     out = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", str(out), "--persons", "30"])
-    assert result.exit_code == 0, result.output
+    log = tmp_path / "demo.log"
+    result = CliRunner().invoke(cli, ["-vv", "--log-file", str(log), "demo", str(out), "--persons", "30"])
+    assert result.exit_code == 0, result.output + (log.read_text(encoding="utf-8")[-4000:] if log.exists() else "")
     assert f"report: {out / 'report.html'}" in result.output
     assert "open the report in a browser" in result.output
     for name in ("report.html", "metrics.json", "run-manifest.json", "omop/synthetic.duckdb"):

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 MIN_CELL = 5
 N_DEFAULT_PAIRS = 5
+MAX_LOG_RATIO = 20.0  # |log ratio| or a bound beyond this: separation, not an estimate
 
 
 def _first_dates(data: CohortData, concepts: list[str]) -> pd.Series:
@@ -109,7 +110,9 @@ def odds_ratio(df: pd.DataFrame) -> dict[str, Any] | None:
             return None
     ci = fit.conf_int().loc["exposed"]
     beta, lo, hi = float(fit.params["exposed"]), float(ci.iloc[0]), float(ci.iloc[1])
-    if not np.all(np.isfinite([beta, lo, hi])) or abs(beta) > 20:
+    # Near-separation leaves an interval too wide to state (its bound overflows): no estimate, said so.
+    if not np.all(np.isfinite([beta, lo, hi])) or max(abs(beta), abs(lo), abs(hi)) > MAX_LOG_RATIO:
+        log.info("logistic regression gave no usable interval (near separation)")
         return None
     return {"estimate": float(np.exp(beta)), "low": float(np.exp(lo)), "high": float(np.exp(hi)), "n": len(df)}
 
@@ -131,6 +134,12 @@ def hazard_ratio(df: pd.DataFrame) -> dict[str, Any] | None:
         else:
             return None
     s = cph.summary.loc["exposed"]
+    if (
+        not np.all(np.isfinite([s["coef"], s["coef lower 95%"], s["coef upper 95%"]]))
+        or max(abs(s["coef"]), abs(s["coef lower 95%"]), abs(s["coef upper 95%"])) > MAX_LOG_RATIO
+    ):
+        log.info("Cox fit gave no usable interval")
+        return None
     return {
         "estimate": float(s["exp(coef)"]),
         "low": float(s["exp(coef) lower 95%"]),
