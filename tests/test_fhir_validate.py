@@ -1,16 +1,18 @@
 """``validate fhir`` catches a broken resource: faults injected into a small export, each reported by the
 validator that checks that rule (fhir.resources models, the official R4 JSON schema, the project's own
 checks) at the resource's file:line or bundle entry; the compiled schema agrees with the reference
-implementation."""
+implementation; the official schema ships with the package and is checked without --schema."""
 
 from __future__ import annotations
 
 import copy
 import gzip
+import hashlib
 import json
 import shutil
 import zipfile
 from collections.abc import Callable, Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,13 @@ from click.testing import CliRunner
 from synthcohort.cli.main import cli
 from synthcohort.cohort import CohortStore
 from synthcohort.connectors.fhir.reader import read_fhir
-from synthcohort.connectors.fhir.schema import R4Schema
+from synthcohort.connectors.fhir.schema import R4_SCHEMA_ID, R4Schema
 from synthcohort.connectors.fhir.validate import validate_fhir
 from synthcohort.connectors.fhir.writer import write_fhir
-from synthcohort.errors import InputError
-from tests.conftest import shared_path
+from synthcohort.errors import InputError, ValidationFailed
+from synthcohort.pipeline import stages
+from synthcohort.pipeline.config import OutputConfig
+from synthcohort.pipeline.progress import null_bars
 from tests.fhir_helpers import iter_output
 
 _AT = "2010-05-06T10:00:00+02:00"
@@ -99,9 +103,22 @@ SOURCE = [
 TYPES = {"Patient", "Encounter", "Condition", "Observation", "Procedure", "MedicationRequest", "Immunization"}
 
 
+# the sha256 of the uncompressed fhir.schema.json, as staged from HL7's R4 release (shared/spec/fhir-r4/README.md)
+R4_SCHEMA_SHA256 = "15b9548af6412c44faaa411456e0652542de286fd1c58ef882b09bdc8947909d"
+
+
 @pytest.fixture(scope="module")
 def schema() -> R4Schema:
-    return R4Schema.load(shared_path("spec", "fhir-r4", "fhir.schema.json.gz"))
+    return R4Schema.bundled()
+
+
+def test_shipped_schema_is_the_official_r4_file() -> None:
+    data = resources.files("synthcohort.data")
+    text = gzip.decompress(data.joinpath("fhir.schema.json.gz").read_bytes())
+    assert hashlib.sha256(text).hexdigest() == R4_SCHEMA_SHA256
+    assert len(text) == 3_365_955
+    assert R4_SCHEMA_SHA256 in data.joinpath("README.md").read_text("utf-8")  # the note of source and license
+    assert len(R4Schema.bundled().resource_types) == 146
 
 
 @pytest.fixture(scope="module")
@@ -240,26 +257,57 @@ def test_injected_fault_is_reported_where_it_is(
             assert text in f"{w} {message}", (fault, w, message)
 
 
-def test_cli_shows_each_validator_and_fails(exports: dict[str, Path], tmp_path: Path) -> None:
-    schema_file = shared_path("spec", "fhir-r4", "fhir.schema.json.gz")
+def test_cli_checks_the_shipped_schema_and_fails(exports: dict[str, Path], tmp_path: Path) -> None:
     folder, where = _inject(exports["ndjson"], tmp_path, "Condition", _set("onsetDateTime", "2010-13-06T10:00:00Z"))
     runner = CliRunner()
-    result = runner.invoke(cli, ["validate", "fhir", str(exports["ndjson"]), "--schema", str(schema_file)])
+    result = runner.invoke(cli, ["validate", "fhir", str(exports["ndjson"])])
     assert result.exit_code == 0, result.output
     assert "9 resources, 0 errors" in result.output and "Condition                            1" in result.output
     assert "fhir.resources models: 9; by the R4 JSON schema: 9" in result.output
-    result = runner.invoke(cli, ["validate", "fhir", str(folder), "--schema", str(schema_file)])
+    result = runner.invoke(cli, ["validate", "fhir", str(folder)])  # no --schema: the shipped one
     assert result.exit_code == 8, result.output
     assert f"{where}: schema: Condition.onsetDateTime: breaks 'pattern'" in result.output
     assert f"{where}: model: Condition.onsetDateTime:" in result.output
     assert "2010-13-06" not in result.output  # locations and rules, never the value
-    result = runner.invoke(cli, ["validate", "fhir", str(exports["ndjson"])])
-    assert result.exit_code == 0 and "R4 JSON schema: not checked (--schema)" in result.output
+
+
+def test_cli_schema_option_overrides_the_shipped_one(exports: dict[str, Path], tmp_path: Path) -> None:
+    """--schema FILE is what is checked: a copy of the schema without the pattern of Condition.onsetDateTime
+    lets the bad date through the schema check (the model still sees it)."""
+    folder, _ = _inject(exports["ndjson"], tmp_path, "Condition", _set("onsetDateTime", "2010-13-06T10:00:00Z"))
+    definitions = copy.deepcopy(R4Schema.bundled().definitions)
+    del definitions["Condition"]["properties"]["onsetDateTime"]["pattern"]
+    loose_file = tmp_path / "loose.schema.json"
+    loose_file.write_bytes(orjson.dumps({"id": R4_SCHEMA_ID, "oneOf": _one_of(), "definitions": definitions}))
+    result = CliRunner().invoke(cli, ["validate", "fhir", str(folder), "--schema", str(loose_file), "--json"])
+    assert result.exit_code == 8, result.output
+    summary = json.loads(result.output[: result.output.rindex("}") + 1])
+    assert summary["errors_by_rule"] == {"model": 1} and summary["schema_checked"] == 9
+
+
+def _one_of() -> list[dict[str, str]]:
+    return [{"$ref": f"#/definitions/{t}"} for t in sorted(R4Schema.bundled().resource_types)]
+
+
+def test_pipeline_validate_stage_checks_every_resource_against_the_schema(
+    exports: dict[str, Path], tmp_path: Path
+) -> None:
+    """The stage samples the models (every 10th resource) but runs the schema on all: a schema fault in a
+    resource the sampling skips still fails the run."""
+    folder, _ = _inject(exports["ndjson"], tmp_path, "Condition", _set("onsetDateTime", "2010-13-06T10:00:00Z"))
+    output = OutputConfig(kind="fhir", path=str(tmp_path / "published"))
+    summary = stages.validate(output, output.path or "", exports["ndjson"], null_bars)
+    assert summary["ok"] and summary["schema_checked"] == summary["resources"] == 9
+    assert summary["models_checked"] == 0  # 9 resources, every 10th: the models saw none of them
+    with pytest.raises(ValidationFailed, match=r"failed validation \(schema\)"):
+        stages.validate(output, output.path or "", folder, null_bars)
 
 
 def test_schema_file_forms_and_refusals(tmp_path: Path) -> None:
-    schema_file = shared_path("spec", "fhir-r4", "fhir.schema.json.gz")
-    text = gzip.decompress(schema_file.read_bytes())
+    packed = resources.files("synthcohort.data").joinpath("fhir.schema.json.gz").read_bytes()
+    schema_file = tmp_path / "fhir.schema.json.gz"
+    schema_file.write_bytes(packed)
+    text = gzip.decompress(packed)
     (tmp_path / "fhir.schema.json").write_bytes(text)
     with zipfile.ZipFile(tmp_path / "fhir.schema.json.zip", "w") as archive:
         archive.writestr("fhir.schema.json", text)
@@ -321,8 +369,7 @@ def test_compiled_schema_agrees_with_the_reference_implementation(exports: dict[
     import jsonschema
     import jsonschema_rs
 
-    with gzip.open(shared_path("spec", "fhir-r4", "fhir.schema.json.gz"), "rb") as fh:
-        definitions = orjson.loads(fh.read())["definitions"]
+    definitions = R4Schema.bundled().definitions
     reference: dict[str, Any] = {}
     compiled: dict[str, Any] = {}
     checked = invalid = 0

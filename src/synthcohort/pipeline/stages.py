@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from synthcohort.generator.base import Engine, SampleResult
 
 log = logging.getLogger(__name__)
-FHIR_MODEL_SAMPLE = 10  # every resource gets the structural checks; every 10th also the fhir.resources model
+FHIR_MODEL_SAMPLE = 10  # every resource gets the own rules and the R4 JSON schema; every 10th also the model
 
 
 @dataclass
@@ -230,6 +230,7 @@ def validate(output: OutputConfig, target: str, staging: Path | None, bars: BarF
                 "ok": fhir.ok,
                 "resources": sum(fhir.counts.values()),
                 "models_checked": fhir.model_checked,
+                "schema_checked": fhir.schema_checked,
                 "errors": sum(fhir.error_counts.values()),
             }
             failed = sorted(fhir.error_counts)

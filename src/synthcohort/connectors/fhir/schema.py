@@ -3,12 +3,17 @@
 Each resource is checked against its own type's definition (the schema's top-level ``oneOf`` over 146
 types gives the same verdict more slowly and with poorer messages); a type's validator is compiled
 once, on first use. Messages name the element and the schema rule broken, never the value.
+
+The schema ships with the package (``synthcohort/data/fhir.schema.json.gz``, see the README there for its
+source, license and checksum) and is what ``R4Schema.bundled()`` loads; a file given by the user overrides it.
 """
 
 from __future__ import annotations
 
 import gzip
 import zipfile
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,7 @@ import orjson
 from synthcohort.errors import InputError
 
 R4_SCHEMA_ID = "http://hl7.org/fhir/json-schema/4.0"
+BUNDLED_FILE = "fhir.schema.json.gz"  # in the package synthcohort.data
 _HINT = (
     "pass the official FHIR R4 JSON schema: fhir.schema.json, its .gz, or the fhir.schema.json.zip that HL7 "
     "publishes with the R4 specification"
@@ -59,13 +65,24 @@ class R4Schema:
             data = _read(path)
         except (OSError, zipfile.BadZipFile, EOFError) as exc:
             raise InputError(f"cannot read the FHIR schema {path}: {exc.__class__.__name__}", _HINT) from exc
+        return cls.parse(data, str(path))
+
+    @classmethod
+    def parse(cls, data: bytes, name: str) -> R4Schema:
         try:
             schema = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise InputError(f"the FHIR schema {path} is not valid JSON", _HINT) from exc
+            raise InputError(f"the FHIR schema {name} is not valid JSON", _HINT) from exc
         if not isinstance(schema, dict):
-            raise InputError(f"the FHIR schema {path} is not a JSON object", _HINT)
+            raise InputError(f"the FHIR schema {name} is not a JSON object", _HINT)
         return cls(schema)
+
+    @staticmethod
+    @cache
+    def bundled() -> R4Schema:
+        """The official R4 schema shipped with the package (read once per process; validators compile lazily)."""
+        packed = resources.files("synthcohort.data").joinpath(BUNDLED_FILE).read_bytes()
+        return R4Schema.parse(gzip.decompress(packed), f"synthcohort/data/{BUNDLED_FILE}")
 
     def _validator(self, rtype: str) -> Any:
         validator = self._validators.get(rtype)

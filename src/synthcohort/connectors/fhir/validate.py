@@ -1,5 +1,5 @@
-"""Validate FHIR R4 output: fhir.resources (R4B) models, the official R4 JSON schema (when given) and the
-project's own checks, every error located.
+"""Validate FHIR R4 output: fhir.resources (R4B) models, the official R4 JSON schema (the copy shipped with
+the package unless another file is given) and the project's own checks, every error located.
 
 Own checks: references resolve inside the output (urn:uuid within its Bundle, ``Type/id`` across the
 output), ids unique per type, no empty strings / arrays / objects / nulls, dateTimes with a time
@@ -34,7 +34,7 @@ class ValidationResult:
     errors: list[tuple[str, str]] = field(default_factory=list)
     error_counts: Counter[str] = field(default_factory=Counter)
     model_checked: int = 0
-    schema_checked: int | None = None  # None: no schema given
+    schema_checked: int = 0
     max_errors: int = 1000
 
     def error(self, where: str, rule: str, message: str) -> None:
@@ -69,11 +69,13 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 
 class FhirValidator:
-    def __init__(self, *, models: bool = True, model_sample: int = 1, schema: R4Schema | None = None) -> None:
+    def __init__(
+        self, *, models: bool = True, model_sample: int = 1, schema: R4Schema | None = None, schema_check: bool = True
+    ) -> None:
         self.models = models
         self.model_sample = max(1, model_sample)
-        self.schema = schema
-        self.result = ValidationResult(schema_checked=None if schema is None else 0)
+        self.schema = (schema if schema is not None else R4Schema.bundled()) if schema_check else None
+        self.result = ValidationResult()
         self.defined: set[tuple[str, str]] = set()
         self.pending: list[tuple[str, str, str]] = []  # (where, type, id) of relative references
         self.seen = 0
@@ -176,7 +178,7 @@ class FhirValidator:
     def _schema(self, resource: dict[str, Any], where: str) -> None:
         if self.schema is None:
             return
-        self.result.schema_checked = (self.result.schema_checked or 0) + 1
+        self.result.schema_checked += 1
         for message in self.schema.errors(resource):
             self.result.error(where, "schema", message)
 
@@ -220,10 +222,18 @@ class FhirValidator:
 
 
 def validate_fhir(
-    path: str | Path, *, models: bool = True, model_sample: int = 1, schema: R4Schema | str | Path | None = None
+    path: str | Path,
+    *,
+    models: bool = True,
+    model_sample: int = 1,
+    schema: R4Schema | str | Path | None = None,
+    schema_check: bool = True,
 ) -> ValidationResult:
     """Check every resource under ``path`` (NDJSON, Bundles); ``model_sample`` = k checks every k-th model;
-    ``schema`` (the official R4 JSON schema, or its file) checks every resource and Bundle against it."""
+    every resource and Bundle is checked against the official R4 JSON schema: ``schema`` (loaded, or its
+    file), else the copy shipped with the package (``schema_check=False``: none, to measure the rest)."""
     if schema is not None and not isinstance(schema, R4Schema):
         schema = R4Schema.load(schema)
-    return FhirValidator(models=models, model_sample=model_sample, schema=schema).validate(path)
+    return FhirValidator(models=models, model_sample=model_sample, schema=schema, schema_check=schema_check).validate(
+        path
+    )
