@@ -15,13 +15,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _closed_pipe_run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    """Run the CLI with stdout a pipe whose reading end is closed before the command writes anything."""
+    """Run the CLI with stdout a pipe whose reading end is closed before the command starts."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "synthcohort", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.close()  # the child has not started yet: its first write meets a closed pipe
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # no reader at all, before the child exists: its first write meets a closed pipe
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "synthcohort", *args], stdout=write_end, stderr=subprocess.PIPE, env=env, cwd=cwd
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr is not None
     err = proc.stderr.read()
     proc.stderr.close()
     return subprocess.CompletedProcess(proc.args, proc.wait(timeout=120), b"", err)
