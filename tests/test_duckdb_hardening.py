@@ -124,3 +124,14 @@ def test_writing_connection_has_capped_memory_and_threads(tmp_path: Path) -> Non
         assert 1 <= int(threads) <= 2
         with pytest.raises(duckdb.Error):
             store.con.execute("SET memory_limit = '64GB'")
+
+
+def test_reading_connection_has_capped_memory(tmp_path: Path) -> None:
+    """An export reads the whole store: DuckDB's buffer pool would otherwise keep every block read
+    (80 % of RAM), so that peak memory grew with the number of persons exported."""
+    CohortStore.create(tmp_path / "c.duckdb").close()
+    with CohortStore.open(tmp_path / "c.duckdb") as store:
+        row = store.con.execute("SELECT current_setting('memory_limit')").fetchone()
+        assert row == ("488.2 MiB",)
+        with pytest.raises(duckdb.Error):
+            store.con.execute("SET memory_limit = '64GB'")

@@ -15,7 +15,7 @@ from synthcohort.cohort import CohortStore
 from synthcohort.connectors.fhir.reader import read_fhir
 from synthcohort.connectors.fhir.report import RunReport
 from synthcohort.connectors.fhir.validate import validate_fhir
-from synthcohort.connectors.fhir.writer import write_fhir
+from synthcohort.connectors.fhir.writer import FhirWriter, write_fhir
 from synthcohort.mappings.vocabulary import Vocabulary
 from tests.conftest import shared_path
 from tests.fhir_helpers import codes, iter_output
@@ -219,6 +219,21 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
         )
     assert outs[0] == outs[1]
     assert outs[0] != outs[2]
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "bundle"])
+def test_bytes_do_not_depend_on_the_person_range(synthea_1k_store: Path, tmp_path: Path, fmt: str) -> None:
+    """Persons are rendered a range at a time (Bundles in smaller ranges, to bound memory): the size
+    of the range changes nothing in the output."""
+    outs = []
+    with CohortStore.open(synthea_1k_store) as store:
+        for name, size in (("default", None), ("small", 97)):
+            FhirWriter(store, fmt=fmt, chunk_size=size).write(tmp_path / name)
+            outs.append(
+                {p.relative_to(tmp_path / name): p.read_bytes() for p in (tmp_path / name).rglob("*") if p.is_file()}
+            )
+    assert len(outs[0]) > 2
+    assert outs[0] == outs[1]
 
 
 def test_cli_extract_export_validate(bundles: Path, tmp_path: Path) -> None:

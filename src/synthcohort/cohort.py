@@ -23,25 +23,28 @@ PersonChunk = dict[str, pa.Table]
 _SPACE_HINT = "check free space and write permission on the target folder"
 
 
-# A writing connection keeps at most this much in DuckDB's buffer pool (the rest spills to the
-# file or its .tmp folder). Left at DuckDB's default (80 % of RAM) it caches every block written,
-# so the memory of a long write grows with the rows written (1,000,000 synthetic persons: GBs).
-WRITE_MEMORY_LIMIT = "512MB"
+# A connection keeps at most this much in DuckDB's buffer pool (the rest spills to the file or its
+# .tmp folder). Left at DuckDB's default (80 % of RAM) it caches every block written or read, so
+# the memory of a long write grows with the rows written (1,000,000 synthetic persons: GBs), and
+# that of an export with the size of the store it reads (100,000 persons: +0.5 GB over 20,000).
+MEMORY_LIMIT = "512MB"
 WRITE_THREADS = 2
 
 
 def hardened_config(read_only: bool) -> dict[str, Any]:
     """DuckDB settings for a database file that needs nothing beyond itself: no other file, URL or extension;
-    a writing connection's memory and threads are capped so that memory stays flat however much it writes."""
+    memory is capped so that it stays flat however much a connection reads or writes, and a writing
+    connection's threads too."""
     config: dict[str, Any] = {
         "enable_external_access": False,
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
         "access_mode": "READ_ONLY" if read_only else "READ_WRITE",
         "lock_configuration": True,
+        "memory_limit": MEMORY_LIMIT,
     }
     if not read_only:
-        config |= {"memory_limit": WRITE_MEMORY_LIMIT, "threads": min(WRITE_THREADS, os.cpu_count() or 1)}
+        config["threads"] = min(WRITE_THREADS, os.cpu_count() or 1)
     return config
 
 

@@ -35,6 +35,10 @@ TAG_SYSTEM = "https://synthcohort.org/CodeSystem/data-origin"
 HTEST = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HTEST", "display": "test health data"}
 FORMATS = ("ndjson", "bundle")
 _BATCH_ROWS = 8_192
+# Persons per range. A range's rows are rendered in DuckDB and, for Bundles, joined per person by
+# string_agg, which cannot spill to disk: 2,000 persons' Bundles (about 0.5 GB of text) do not fit
+# the store connection's memory limit (cohort.MEMORY_LIMIT), 250 do with room to spare.
+CHUNK_PERSONS = {"ndjson": 2_000, "bundle": 250}
 
 
 @dataclass
@@ -121,7 +125,7 @@ class FhirWriter:
         fmt: str = "ndjson",
         gz: bool = False,
         seed: int | str = 0,
-        chunk_size: int = 2_000,
+        chunk_size: int | None = None,
         recorded: dt.datetime | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
@@ -131,7 +135,7 @@ class FhirWriter:
         self.fmt = fmt
         self.gz = gz
         self.seed = str(seed)
-        self.chunk_size = chunk_size
+        self.chunk_size = chunk_size or CHUNK_PERSONS[fmt]
         self.progress = progress
         self.recorded = recorded or _default_recorded(store)
         kind = store.get_meta("kind") or "unspecified"
