@@ -31,7 +31,7 @@ MEMORY_LIMIT = "512MB"
 WRITE_THREADS = 2
 
 
-def hardened_config(read_only: bool) -> dict[str, Any]:
+def hardened_config(read_only: bool, memory_limit: str | None = MEMORY_LIMIT) -> dict[str, Any]:
     """DuckDB settings for a database file that needs nothing beyond itself: no other file, URL or extension;
     memory is capped so that it stays flat however much a connection reads or writes, and a writing
     connection's threads too."""
@@ -41,8 +41,9 @@ def hardened_config(read_only: bool) -> dict[str, Any]:
         "autoload_known_extensions": False,
         "access_mode": "READ_ONLY" if read_only else "READ_WRITE",
         "lock_configuration": True,
-        "memory_limit": MEMORY_LIMIT,
     }
+    if memory_limit:
+        config["memory_limit"] = memory_limit
     if not read_only:
         config["threads"] = min(WRITE_THREADS, os.cpu_count() or 1)
     return config

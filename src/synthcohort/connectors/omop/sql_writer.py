@@ -241,7 +241,9 @@ def _write_duckdb(
         raise TargetError("the target is the cohort store itself", "give another DuckDB file")
     created = not target.exists()
     try:
-        con = duckdb.connect(str(target), config=hardened_config(read_only=False))
+        # One transaction holds the whole export (indexes and keys checked at commit), and DuckDB cannot
+        # spill a transaction's indexes: the target connection keeps DuckDB's own memory limit.
+        con = duckdb.connect(str(target), config=hardened_config(read_only=False, memory_limit=None))
     except duckdb.Error as exc:
         msg = "is locked by another process" if "lock" in str(exc).lower() else "cannot be opened"
         raise TargetError(
