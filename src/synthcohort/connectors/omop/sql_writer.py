@@ -1,10 +1,14 @@
-"""Write a cohort store into a database: DuckDB through Arrow, PostgreSQL through COPY, in one transaction."""
+"""Write a cohort store into a database: DuckDB through Arrow (a new file under a temporary name, renamed at the
+end), PostgreSQL through COPY; an existing target changes in one transaction."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import os
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from synthcohort import cdm
-from synthcohort.cohort import CohortStore, hardened_config
+from synthcohort.cohort import MEMORY_LIMIT, CohortStore, hardened_config
 from synthcohort.connectors.omop.writer import VOCABULARY_ORDER, WRITE_ORDER, Progress, WriteResult, iter_tables
 from synthcohort.errors import ConfigError, DependencyMissing, TargetError
 from synthcohort.secrets import display_url, parse_url, resolve_password
@@ -239,11 +243,16 @@ def _write_duckdb(
     target = Path(path)
     if target.resolve() == store.path.resolve():
         raise TargetError("the target is the cohort store itself", "give another DuckDB file")
-    created = not target.exists()
+    # A new file is written beside the target under a temporary name, committed chunk by chunk (memory
+    # stays flat under the store's cap) and renamed at the end. An existing file (--overwrite, --append)
+    # is changed in one transaction, whose key indexes DuckDB cannot spill: that connection keeps
+    # DuckDB's own memory limit.
+    fresh = not target.exists()
+    path_open = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial") if fresh else target
     try:
-        # One transaction holds the whole export (indexes and keys checked at commit), and DuckDB cannot
-        # spill a transaction's indexes: the target connection keeps DuckDB's own memory limit.
-        con = duckdb.connect(str(target), config=hardened_config(read_only=False, memory_limit=None))
+        con = duckdb.connect(
+            str(path_open), config=hardened_config(read_only=False, memory_limit=MEMORY_LIMIT if fresh else None)
+        )
     except duckdb.Error as exc:
         msg = "is locked by another process" if "lock" in str(exc).lower() else "cannot be opened"
         raise TargetError(
@@ -273,20 +282,26 @@ def _write_duckdb(
             )
             con.execute(f"INSERT INTO {_q(schema)}.{_q(name)} ({cols}) SELECT {cols} FROM _rows{keep}")
             con.unregister("_rows")
+            if fresh:  # tables come parents first, chunk by chunk: every commit leaves the keys whole
+                con.commit()
+                con.begin()
             result.rows[name] = result.rows.get(name, 0) + rows.num_rows
             if progress:
                 progress(name, rows.num_rows)
         con.commit()
-    except BaseException as exc:
-        con.rollback()
         con.close()
-        if created:
-            for leftover in (target, Path(f"{target}.wal")):
+        if fresh:
+            os.replace(path_open, target)
+    except BaseException as exc:
+        with contextlib.suppress(duckdb.Error):
+            con.rollback()
+        con.close()
+        if fresh:
+            for leftover in (path_open, Path(f"{path_open}.wal")):
                 leftover.unlink(missing_ok=True)
         if isinstance(exc, duckdb.Error):
             raise TargetError(f"writing {target.name} failed ({type(exc).__name__}); nothing was written") from None
         raise
-    con.close()
     return result
 
 
