@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.generator_scale import DATA, RESULTS, _cli, _env, fit_model, slope  # noqa: E402
+from bench.generator_scale import DATA, RESULTS, _cli, _env, fit_model, slope, time_slopes  # noqa: E402
 
 SIZES = (20_000, 100_000)
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -93,13 +93,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:
     runs = [r for r in runs if "failed" not in r]
     if len(runs) < 2:
         return {}
-    ns = [r["persons"] for r in runs]
-    out: dict[str, float] = {}
-    for key in ("wall_s", "cpu_s"):
-        b, a = slope(ns, [r[key] for r in runs])
-        out[f"{key[:-2]}_s_per_100k"] = b * 100_000
-        out[f"{key[:-2]}_intercept_s"] = a
-    b, a = slope(ns, [r["peak_rss_mib"] for r in runs])
+    out = time_slopes(runs)
+    b, a = slope([r["persons"] for r in runs], [r["peak_rss_mib"] for r in runs])
     out["peak_rss_mib_per_100k"] = b * 100_000
     out["peak_rss_projected_1m_mib"] = a + b * 1_000_000
     out["peak_rss_ratio_largest_over_smallest"] = runs[-1]["peak_rss_mib"] / runs[0]["peak_rss_mib"]

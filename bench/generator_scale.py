@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "synthea-omop-1k-split" / "csv"
@@ -81,13 +82,19 @@ def slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return b, my - b * mx
 
 
-def summarise(runs: list[dict[str, float]]) -> dict[str, float]:
+def time_slopes(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Wall and CPU seconds per 100k persons, and the intercepts, of a least-squares line through the runs."""
     ns = [r["persons"] for r in runs]
     out: dict[str, float] = {}
     for key in ("wall_s", "cpu_s"):
         b, a = slope(ns, [r[key] for r in runs])
         out[f"{key[:-2]}_s_per_100k"] = b * 100_000
         out[f"{key[:-2]}_intercept_s"] = a
+    return out
+
+
+def summarise(runs: list[dict[str, float]]) -> dict[str, float]:
+    out = time_slopes(runs)
     if len(runs) > 2:
         # CPU seconds per extra person between the two largest sizes over that between the two smallest.
         def marginal(a: dict[str, float], b: dict[str, float]) -> float:

@@ -11,7 +11,6 @@ from synthcohort.generator.safeguards import TOP_AGE
 from synthcohort.generator.timeline_stats import VALUE_LEVELS, value_cells
 from synthcohort.generator.training import EVENT_COLUMNS
 
-YEAR_DAYS = 365.2425
 CANDIDATES = 24  # gap sequences drawn per person, the nearest to the window kept
 
 
