@@ -2,8 +2,8 @@
 
 1. Each training person becomes a vector (patient_vector.py): sex, age band, race, ethnicity,
    observation window and calendar anchor, visit counts per type, event totals per domain,
-   death, then a count per concept held by >= k persons, then the relative time of each
-   concept's first occurrence.
+   death, how many codes of each concept cluster the person holds (clusters.py), then a count
+   per concept held by >= k persons, then the relative time of each concept's first occurrence.
 2. Roots (sex x age band) are drawn by quota; every later variable is drawn from the leaf of a
    CART tree fitted on the earlier ones (leaves of >= ``min_leaf`` persons: the privacy knob).
    Domain totals come early, so a zero total means no concept of that domain.
@@ -172,6 +172,8 @@ class NativeEngine(Engine):
         if (
             not check_stats(self.stats, n_codes, len(self.layout.visit_types))
             or len(self.layout.code_vars) != n_codes
+            or len(self.layout.clusters) != len(self.layout.cluster_vars)
+            or any(not 0 <= i < n_codes for members in self.layout.clusters for i in members)
             or self.quota.shape != (len(self.layout.genders), N_BANDS)
             or (self.quota < 0).any()
             or self.quota.sum() <= 0

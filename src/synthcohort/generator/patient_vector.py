@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from synthcohort.generator.chunk import EVENT_DOMAINS
+from synthcohort.generator.clusters import concept_clusters, presence
 from synthcohort.generator.safeguards import TOP_AGE, year_of
 from synthcohort.generator.training import TrainingData
 from synthcohort.generator.trees import Variable
@@ -31,6 +32,8 @@ class Layout:
     timing_vars: list[int]  # per code: index of its first-occurrence variable
     total_vars: dict[str, int]
     death_var: int  # -1 when deaths are not modelled
+    clusters: list[list[int]]  # per concept cluster: its codes (rows of the code table)
+    cluster_vars: list[int]  # per concept cluster: index of its variable (how many of its codes are held)
 
     def index(self, name: str) -> int:
         return next(i for i, v in enumerate(self.variables) if v.name == name)
@@ -59,6 +62,12 @@ def build_layout(data: TrainingData) -> Layout:
     if len(data.deaths):
         death_var = len(v)
         v.append(Variable("death", "cat", 2))
+    held = presence(data.events, pd.Index(data.persons["person_id"]), len(data.codes))
+    clusters = concept_clusters(held, data.codes["key"].to_numpy())
+    cluster_vars = []
+    for i, members in enumerate(clusters):
+        cluster_vars.append(len(v))
+        v.append(Variable(f"cluster_{i}", "cat", len(members) + 1))
     n_base = len(v)
     code_vars = [0] * len(data.codes)
     for code, row in data.codes.iterrows():
@@ -69,7 +78,20 @@ def build_layout(data: TrainingData) -> Layout:
         for code in data.codes.index[data.codes["domain"] == domain]:
             timing_vars[int(code)] = len(v)
             v.append(Variable(f"first_{domain}_{data.codes.loc[code, 'key']}", "cont", given=code_vars[int(code)]))
-    return Layout(v, genders, races, eths, visit_types, n_base, code_vars, timing_vars, total_vars, death_var)
+    return Layout(
+        v,
+        genders,
+        races,
+        eths,
+        visit_types,
+        n_base,
+        code_vars,
+        timing_vars,
+        total_vars,
+        death_var,
+        clusters,
+        cluster_vars,
+    )
 
 
 def build_matrix(data: TrainingData, layout: Layout) -> np.ndarray:
@@ -116,4 +138,6 @@ def build_matrix(data: TrainingData, layout: Layout) -> np.ndarray:
     timing = np.asarray(layout.timing_vars, dtype=np.int64)
     counts_m = x[:, np.asarray(layout.code_vars, dtype=np.int64)]
     x[:, timing] = np.where(counts_m > 0, x[:, timing], -1.0)
+    for members, j in zip(layout.clusters, layout.cluster_vars, strict=True):
+        x[:, j] = (counts_m[:, members] > 0).sum(axis=1)
     return x
