@@ -9,6 +9,7 @@ Case -> test (tests/test_fhir_bad_inputs.py covers 1-16 as listed in the bad-inp
      neighbour: a symlink inside an input folder pointing outside -> test_symlink_in_folder_not_followed
      neighbour: a corrupt zip / gzip / tar -> test_corrupt_archives_fail_cleanly
   13 a JSON file over the size cap       -> test_json_file_over_the_cap_is_not_read
+     neighbour: a folder or file with no FHIR file in it -> test_no_fhir_file_is_refused
 """
 
 from __future__ import annotations
@@ -150,3 +151,21 @@ def test_json_file_over_the_cap_is_not_read(tmp_path: Path) -> None:
     report, persons = _read(tmp_path, src, Limits(json_file_bytes=10_000))
     assert report.skipped["(unparsed)"] == {"file_too_large": 1}
     assert persons == 0
+
+
+@pytest.mark.parametrize("what", ["empty folder", "folder of other files", "file of another kind"])
+def test_no_fhir_file_is_refused(tmp_path: Path, what: str) -> None:
+    """A wrong path must not give an empty cohort store and exit 0."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    source = folder
+    if what != "empty folder":
+        (folder / "notes.txt").write_text("not FHIR")
+        (folder / "data.csv").write_text("a,b\n1,2\n")
+    if what == "file of another kind":
+        source = folder / "data.csv"
+    out = tmp_path / "out" / "c.duckdb"
+    result = CliRunner().invoke(cli, ["extract", "fhir", str(source), "-o", str(out)])
+    assert result.exit_code == InputError.exit_code, result.output
+    assert "no FHIR file" in result.output and ".ndjson" in result.output and "Traceback" not in result.output
+    assert not out.exists() and leftovers(tmp_path) == []
