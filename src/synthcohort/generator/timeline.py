@@ -199,8 +199,15 @@ def _events(
     pair_p, pair_c, pair_u, n = pair_p[has], pair_c[has], pair_u[has], n[has]
     # Events of rare codes are not emitted; the person's other codes make up the domain total.
     per_person = np.bincount(pair_p, weights=n, minlength=m).astype(np.int64)
-    deficit = np.maximum(np.round(x[:, layout.total_vars[domain]]).astype(np.int64) - per_person, 0)
+    total = np.round(x[:, layout.total_vars[domain]]).astype(np.int64)
+    deficit = np.maximum(total - per_person, 0)
     deficit[per_person == 0] = 0
+    # A person drawn with more concepts than their domain total keeps every first event; the
+    # surplus is taken back from other persons' repeats, so the chunk keeps the totals it drew.
+    surplus = int(np.maximum(np.bincount(pair_p, minlength=m) - total, 0)[per_person > 0].sum())
+    if surplus and deficit.sum():
+        keep_share = max(1.0 - surplus / deficit.sum(), 0.0)
+        deficit = np.floor(deficit * keep_share + rng.random(m)).astype(np.int64)
     pair_first = np.cumsum(n) - n
     ev_pair = np.repeat(np.arange(len(n)), n)
     p_start = np.cumsum(per_person) - per_person
@@ -210,7 +217,7 @@ def _events(
     is_first = np.zeros(len(ev_pair), dtype=bool)
     is_first[pair_first] = True
     # More events than the domain total: drop repeats at random, never a concept's first event.
-    excess = np.maximum(per_person - np.round(x[:, layout.total_vars[domain]]).astype(np.int64), 0)
+    excess = np.maximum(per_person - total, 0)
     if excess.any():
         rep = np.flatnonzero(~is_first)
         rep_p = pair_p[ev_pair[rep]]
