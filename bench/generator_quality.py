@@ -5,9 +5,10 @@
 For each seed: fit on COHORT (the control split is made from the seed), sample as many persons
 as the training set holds, evaluate against the training and control stores. Prints the figures
 of quality-bar sections 2 and 3 per seed with their mean, and which gates failed. With --floor,
-the fidelity figures of two random halves of the real cohort come first: what chance alone
-gives at that size (the quality bar's floor), to read the synthetic figures against. Without
-COHORT, the synthea-omop-1k-split cohort of ../shared/data is extracted first.
+two floors come first. The fidelity floor: two random halves of the real cohort against each
+other, what chance alone gives at that size (the quality bar's floor). The privacy floor: an
+unseen real sample in place of the synthetic one, what the attacks find by chance at these sizes.
+Without COHORT, the synthea-omop-1k-split cohort of ../shared/data is extracted first.
 """
 
 from __future__ import annotations
@@ -116,6 +117,29 @@ def floor(cohort: Path, work: Path, seed: int) -> dict[str, Any]:
     return {"seed": seed, "persons": halves.train_persons, **row, **_domain_ratios(ev.figures)}
 
 
+def privacy_floor(cohort: Path, work: Path, seed: int) -> dict[str, Any]:
+    """The privacy figures with an unseen real sample in place of the synthetic one.
+
+    The control split is made as for a fit (20 %); what is left is halved: one half plays the
+    training set, the other the "synthetic" set. Real patients that were never learned from carry
+    no trace of the training set, so what the attacks find here is chance at these sizes.
+    """
+    import shutil
+
+    from synthcohort.generator.split import split_cohort
+
+    folder = work / "privacy-floor" / str(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(cohort, folder / "cohort.duckdb")
+    first = split_cohort(folder / "cohort.duckdb", 0.2, seed)
+    learn = folder / "learn.duckdb"
+    shutil.move(first.train, learn)
+    halves = split_cohort(learn, 0.5, seed)
+    ev = evaluate(halves.train, halves.control, first.control, EvaluationConfig(seed=seed))
+    row = {label: _get(ev.figures, path) for label, path in FIGURES if path[0] == "privacy"}
+    return {"seed": seed, "persons": halves.train_persons, **row}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cohort", nargs="?", type=Path)
@@ -136,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         floors = [floor(cohort, work, seed) for seed in args.seeds]
         mean_floor = {k: statistics.fmean(r[k] for r in floors if r[k] is not None) for k in floors[0] if k != "seed"}
         print("floor (two real halves)", json.dumps({k: round(v, 3) for k, v in mean_floor.items()}), flush=True)
+        privacy = [privacy_floor(cohort, work, seed) for seed in args.seeds]
+        mean_privacy = {
+            k: statistics.fmean(r[k] for r in privacy if r[k] is not None) for k in privacy[0] if k != "seed"
+        }
+        print("privacy floor (unseen real)", json.dumps({k: round(v, 3) for k, v in mean_privacy.items()}), flush=True)
     rows = []
     for seed in args.seeds:
         row = run_seed(cohort, work, seed, args.min_leaf)
