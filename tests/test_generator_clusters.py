@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from synthcohort.generator.clusters import concept_clusters, phi_matrix, presence
+from synthcohort.generator.clusters import (
+    concept_clusters,
+    order_groups,
+    order_share,
+    phi_matrix,
+    presence,
+    put_in_order,
+)
 
 
 def _events(n: int, rng: np.random.Generator) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
@@ -48,3 +55,29 @@ def test_persons_outside_the_index_and_empty_input() -> None:
     assert concept_clusters(held[:, :1], np.array([5])) == []
     # a code no one (or everyone) holds has no correlation to speak of
     assert phi_matrix(held)[0, 1] == 0.0
+
+
+def test_usual_order_learned_with_same_day_members_sharing_a_place() -> None:
+    # members: 0 a diagnosis, 1 its drug recorded the same day, 2 an outcome that comes later
+    times = np.array([[0.1, 0.1, 0.5], [0.2, 0.2, 0.9], [0.3, 0.3, -1], [-1, -1, 0.4], [0.05, 0.05, 0.06]])
+    assert order_groups(times) == [0, 0, 1]
+    # the outcome first for most persons: it takes the first place
+    flipped = np.array([[0.5, 0.1], [0.9, 0.2], [0.1, 0.3], [0.7, 0.4]])
+    assert order_groups(flipped) == [1, 0]
+
+
+def test_drawn_times_handed_out_in_the_usual_order() -> None:
+    places = np.array([0, 0, 1])
+    drawn = np.array([[0.7, 0.2, 0.1], [0.5, -1, 0.3], [-1, 0.4, -1], [0.9, 0.9, 0.2], [-1, -1, -1]])
+    out = put_in_order(drawn, places, np.ones(len(drawn), dtype=bool))
+    assert out.tolist() == [[0.1, 0.1, 0.7], [0.3, -1, 0.5], [-1, 0.4, -1], [0.2, 0.2, 0.9], [-1, -1, -1]]
+    assert ((out >= 0) == (drawn >= 0)).all()  # who holds what is untouched
+    # rows left in their drawn order still record same-place members on one day
+    kept = put_in_order(drawn, places, np.zeros(len(drawn), dtype=bool))
+    assert kept.tolist() == [[0.7, 0.7, 0.1], [0.5, -1, 0.3], [-1, 0.4, -1], [0.9, 0.9, 0.2], [-1, -1, -1]]
+
+
+def test_order_share_says_how_often_the_order_holds() -> None:
+    times = np.array([[0.1, 0.5], [0.2, 0.9], [0.6, 0.3], [0.4, 0.4], [-1, 0.2]])
+    assert order_share(times, [0, 1]) == 2 / 3  # same-day and single holders do not count
+    assert order_share(times, [0, 0]) == 0.5  # one place: no order to keep

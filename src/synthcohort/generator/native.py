@@ -29,7 +29,7 @@ from synthcohort.errors import InputError, ModelError
 from synthcohort.generator import modelfile
 from synthcohort.generator.base import Engine, Progress
 from synthcohort.generator.chunk import Chunk
-from synthcohort.generator.patient_vector import N_BANDS, Layout, build_layout, build_matrix
+from synthcohort.generator.patient_vector import N_BANDS, Layout, build_layout, build_matrix, learn_cluster_order
 from synthcohort.generator.timeline import lay_out
 from synthcohort.generator.timeline_stats import check_stats, fit_stats
 from synthcohort.generator.training import TrainingData
@@ -48,6 +48,7 @@ class NativeEngine(Engine):
     def _fit(self, data: TrainingData, rng: np.random.Generator, progress: Progress | None) -> None:
         self.layout = build_layout(data)
         x = build_matrix(data, self.layout)
+        learn_cluster_order(x, self.layout)
         self.quota = np.zeros((len(self.layout.genders), N_BANDS))
         np.add.at(self.quota, (x[:, 0].astype(np.int64), x[:, 1].astype(np.int64)), 1.0)
         self.model = SequentialTrees(self.layout.variables, n_roots=2)
@@ -172,7 +173,9 @@ class NativeEngine(Engine):
         if (
             not check_stats(self.stats, n_codes, len(self.layout.visit_types))
             or len(self.layout.code_vars) != n_codes
-            or len(self.layout.clusters) != len(self.layout.cluster_vars)
+            or not len(self.layout.clusters) == len(self.layout.cluster_vars) == len(self.layout.cluster_places)
+            or any(len(m) != len(p) for m, p in zip(self.layout.clusters, self.layout.cluster_places, strict=False))
+            or len(self.layout.cluster_order_share) != len(self.layout.clusters)
             or any(not 0 <= i < n_codes for members in self.layout.clusters for i in members)
             or self.quota.shape != (len(self.layout.genders), N_BANDS)
             or (self.quota < 0).any()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from synthcohort.generator.chunk import EVENT_DOMAINS
-from synthcohort.generator.clusters import concept_clusters, presence
+from synthcohort.generator.clusters import concept_clusters, order_groups, order_share, presence, put_in_order
 from synthcohort.generator.safeguards import TOP_AGE, year_of
 from synthcohort.generator.training import TrainingData
 from synthcohort.generator.trees import Variable
@@ -34,6 +34,8 @@ class Layout:
     death_var: int  # -1 when deaths are not modelled
     clusters: list[list[int]]  # per concept cluster: its codes (rows of the code table)
     cluster_vars: list[int]  # per concept cluster: index of its variable (how many of its codes are held)
+    cluster_places: list[list[int]]  # per concept cluster, per code: its place in the usual order of first times
+    cluster_order_share: list[float]  # per concept cluster: how often that order holds in the training data
 
     def index(self, name: str) -> int:
         return next(i for i, v in enumerate(self.variables) if v.name == name)
@@ -91,6 +93,8 @@ def build_layout(data: TrainingData) -> Layout:
         death_var,
         clusters,
         cluster_vars,
+        [[0] * len(members) for members in clusters],  # learned from the matrix (learn_cluster_order)
+        [0.5] * len(clusters),
     )
 
 
@@ -141,3 +145,27 @@ def build_matrix(data: TrainingData, layout: Layout) -> np.ndarray:
     for members, j in zip(layout.clusters, layout.cluster_vars, strict=True):
         x[:, j] = (counts_m[:, members] > 0).sum(axis=1)
     return x
+
+
+def learn_cluster_order(x: np.ndarray, layout: Layout) -> None:
+    """The usual order of first occurrences inside each concept cluster, and how often it holds."""
+    timing = np.asarray(layout.timing_vars, dtype=np.int64)
+    layout.cluster_places = [order_groups(x[:, timing[members]]) for members in layout.clusters]
+    layout.cluster_order_share = [
+        order_share(x[:, timing[members]], places)
+        for members, places in zip(layout.clusters, layout.cluster_places, strict=True)
+    ]
+
+
+def order_cluster_times(x: np.ndarray, layout: Layout, rng: np.random.Generator) -> None:
+    """Put each person's sampled first times inside every cluster in the cluster's usual order.
+
+    The order is imposed on a share 2s - 1 of persons, s being how often it holds in the training
+    data; the others keep their drawn order, which agrees with it half the time: so the order
+    holds for a share s of synthetic persons too.
+    """
+    timing = np.asarray(layout.timing_vars, dtype=np.int64)
+    for members, places, share in zip(layout.clusters, layout.cluster_places, layout.cluster_order_share, strict=True):
+        cols = timing[members]
+        ordered = rng.random(len(x)) < 2.0 * share - 1.0
+        x[:, cols] = put_in_order(x[:, cols], np.asarray(places, dtype=np.int64), ordered)

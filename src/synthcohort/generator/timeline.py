@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from synthcohort.generator.chunk import EVENT_DOMAINS, Chunk
-from synthcohort.generator.patient_vector import Layout
+from synthcohort.generator.patient_vector import Layout, order_cluster_times
 from synthcohort.generator.safeguards import TOP_AGE
 from synthcohort.generator.timeline_stats import VALUE_LEVELS, value_cells
 from synthcohort.generator.training import EVENT_COLUMNS
@@ -98,6 +98,7 @@ def lay_out(
 ) -> Chunk:
     m = len(x)
     pid = np.arange(m)
+    order_cluster_times(x, layout, rng)
     birth = _birth_days(x, layout, ref_day, rng)
     end = np.maximum(ref_day - np.round(np.maximum(x[:, 5], 0)), birth)
     start = birth + np.round(np.clip(x[:, 6], 0, 1) * (end - birth))
