@@ -309,3 +309,19 @@ def test_domain_totals_kept_when_concepts_outnumber_them(fitted: tuple[Path, Pat
     assert surplus.sum() > 100  # the draws have the surplus the test is about
     drawn = np.round(x[:, layout.total_vars["condition_occurrence"]]).sum()
     assert abs(len(chunk["condition_occurrence"]) / drawn - 1) < 0.02
+
+
+def test_evaluation_refuses_a_split_rewritten_by_another_fit(synthea_1k_store: Path, tmp_path: Path) -> None:
+    """Two fits on one cohort share the split files: evaluating against the other fit's split would
+    count this model's training patients as controls. The fingerprints in the synthetic store say so."""
+    from synthcohort.evaluation.api import evaluate
+    from synthcohort.generator.split import split_cohort
+
+    cohort = tmp_path / "cohort.duckdb"
+    shutil.copy(synthea_1k_store, cohort)
+    model = engine_class("native")(seed=3)
+    model.fit(cohort)
+    model.sample(60, tmp_path / "s.duckdb", seed=1)
+    split_cohort(cohort, 0.2, 4)  # what a second fit with another seed writes
+    with pytest.raises(InputError, match="no longer the split the model was fitted with"):
+        evaluate(cohort, tmp_path / "s.duckdb")

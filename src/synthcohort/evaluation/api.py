@@ -136,7 +136,23 @@ def resolve_stores(real: str | Path, synth: str | Path, control: str | Path | No
         notes.append("training side: the synthetic store's train_store (REAL holds the control patients too)")
     else:
         notes.append("training side: REAL")
+    if not control:
+        _check_split(control_p, meta.get("control_fingerprint"))
+    if training == train_meta:
+        _check_split(training, meta.get("train_fingerprint"))
     return StorePaths(real_p, synth_p, training, control_p, notes)
+
+
+def _check_split(path: Path | None, fingerprint: str | None) -> None:
+    """A split store found through the synthetic store must be the one its model learned beside."""
+    from synthcohort.generator.split import store_fingerprint
+
+    if path is None or not fingerprint or store_fingerprint(path) == fingerprint:
+        return
+    raise InputError(
+        f"{path.name} is no longer the split the model was fitted with (another fit on the same cohort rewrites it)",
+        "fit the model again and generate again, or name the training and control stores yourself",
+    )
 
 
 def _load(path: Path, name: str, measurement_concepts: list[str] | None) -> features.CohortData:

@@ -262,6 +262,8 @@ class Engine:
                 "model_dir": str(Path(self.record.get("model_dir", ""))),
                 "train_store": self.record.get("train_store", ""),
                 "control_store": self.record.get("control_store", ""),
+                "train_fingerprint": self.record.get("train_fingerprint", ""),
+                "control_fingerprint": self.record.get("control_fingerprint", ""),
                 "seed": str(seed),
                 "where": json.dumps([str(c) for c in conditions]),
                 "safeguards": json.dumps(dict(sorted(counts.items()))),
