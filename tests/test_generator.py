@@ -325,3 +325,26 @@ def test_evaluation_refuses_a_split_rewritten_by_another_fit(synthea_1k_store: P
     split_cohort(cohort, 0.2, 4)  # what a second fit with another seed writes
     with pytest.raises(InputError, match="no longer the split the model was fitted with"):
         evaluate(cohort, tmp_path / "s.duckdb")
+
+
+@pytest.mark.parametrize("field", ["cluster_places", "cluster_order_share", "clusters"])
+def test_model_with_consistent_checksums_but_bad_clusters_is_refused(
+    fitted: tuple[Path, Path], tmp_path: Path, field: str
+) -> None:
+    """A model edited by hand, checksums recomputed, is still checked for what its arrays can hold."""
+    from synthcohort.generator.modelfile import sha256_file
+
+    copy = tmp_path / "m"
+    shutil.copytree(fitted[1], copy)
+    layout = json.loads((copy / "layout.json").read_text())
+    assert layout["clusters"]  # the data has clusters to tamper with
+    if field == "cluster_order_share":
+        layout[field][0] = 2.0
+    else:
+        layout[field][0][0] = 10**9
+    (copy / "layout.json").write_text(json.dumps(layout))
+    manifest = json.loads((copy / "model.json").read_text())
+    manifest["files"]["layout.json"] = sha256_file(copy / "layout.json")
+    (copy / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="do not fit together"):
+        load_model(copy)

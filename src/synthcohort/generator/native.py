@@ -176,6 +176,8 @@ class NativeEngine(Engine):
             or not len(self.layout.clusters) == len(self.layout.cluster_vars) == len(self.layout.cluster_places)
             or any(len(m) != len(p) for m, p in zip(self.layout.clusters, self.layout.cluster_places, strict=False))
             or len(self.layout.cluster_order_share) != len(self.layout.clusters)
+            or any(not 0 <= share <= 1 for share in self.layout.cluster_order_share)
+            or any(not 0 <= place < len(p) for p in self.layout.cluster_places for place in p)
             or any(not 0 <= i < n_codes for members in self.layout.clusters for i in members)
             or self.quota.shape != (len(self.layout.genders), N_BANDS)
             or (self.quota < 0).any()
