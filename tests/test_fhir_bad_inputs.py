@@ -441,3 +441,13 @@ def test_fractional_seconds_and_offsets_export_with_a_zone(tmp_path: Path) -> No
     line = orjson.loads((tmp_path / "out" / "Condition.ndjson").read_bytes())
     assert line["onsetDateTime"] == "2010-05-07T04:30:00+00:00"
     assert validate_fhir(tmp_path / "out").ok
+
+
+def test_coverage_line_says_when_no_vocabulary_was_given(tmp_path: Path) -> None:
+    """Without --vocab, '0.0 % mapped' alone reads like a failure: the line says why."""
+    src = tmp_path / "in.ndjson"
+    src.write_bytes(orjson.dumps(patient()) + b"\n" + orjson.dumps(condition()) + b"\n")
+    result = CliRunner().invoke(cli, ["extract", "fhir", str(src), "-o", str(tmp_path / "c.duckdb")])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if "codes mapped to standard concepts" in x)
+    assert "Condition 0.0% of 1" in line and "no --vocab given" in line

@@ -66,7 +66,7 @@ def command(
             store.set_meta("source_kind", "fhir")
             store.set_meta("created_by", f"synthcohort {__version__}")
             store.set_meta("created_at", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-            _print(report.to_dict())
+            _print(report.to_dict(), vocabulary_given=vocabulary is not None)
             if report_path:
                 with atomic_file(Path(report_path)) as fh:
                     fh.write(json.dumps(report.to_dict(), indent=2).encode())
@@ -77,7 +77,7 @@ def command(
     click.echo(f"cohort store written: {output} ({report.rows.get('person', 0):,} persons)")
 
 
-def _print(report: dict[str, object]) -> None:
+def _print(report: dict[str, object], vocabulary_given: bool) -> None:
     click.echo(
         f"read {report['read']:,} records from {report['files']:,} files: "
         f"{report['mapped']:,} mapped, {report['skipped']:,} skipped ({report['faults']:,} faults)"
@@ -97,6 +97,7 @@ def _print(report: dict[str, object]) -> None:
         click.echo(
             "  codes mapped to standard concepts: "
             + ", ".join(f"{t} {c['share']:.1%} of {c['codes']:,}" for t, c in coverage.items())
+            + ("" if vocabulary_given else " (no --vocab given: codes are kept as local concepts, concept_id 0)")
         )
     notes = report["notes"]
     assert isinstance(notes, dict)
