@@ -9,7 +9,8 @@ Case -> test (tests/test_fhir_bad_inputs.py covers 1-16 as listed in the bad-inp
      neighbour: a symlink inside an input folder pointing outside -> test_symlink_in_folder_not_followed
      neighbour: a corrupt zip / gzip / tar -> test_corrupt_archives_fail_cleanly
   13 a JSON file over the size cap       -> test_json_file_over_the_cap_is_not_read
-     neighbour: a folder or file with no FHIR file in it -> test_no_fhir_file_is_refused
+     neighbour: a folder or file with no FHIR file in it -> test_no_fhir_file_is_refused,
+                test_validate_refuses_a_folder_with_no_fhir_file
 """
 
 from __future__ import annotations
@@ -169,3 +170,11 @@ def test_no_fhir_file_is_refused(tmp_path: Path, what: str) -> None:
     assert result.exit_code == InputError.exit_code, result.output
     assert "no FHIR file" in result.output and ".ndjson" in result.output and "Traceback" not in result.output
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_validate_refuses_a_folder_with_no_fhir_file(tmp_path: Path) -> None:
+    """Validation shares the discovery: an empty folder is a wrong path, not a failed validation."""
+    (tmp_path / "notes.txt").write_text("not FHIR")
+    result = CliRunner().invoke(cli, ["validate", "fhir", str(tmp_path)])
+    assert result.exit_code == InputError.exit_code, result.output
+    assert "no FHIR file" in result.output and "Provenance" not in result.output

@@ -27,7 +27,7 @@ from synthcohort.connectors.fhir.sources import (
     read_capped,
 )
 from synthcohort.connectors.fhir.staging import Stager
-from synthcohort.errors import InputError, SkipToleranceExceeded
+from synthcohort.errors import SkipToleranceExceeded
 from synthcohort.mappings.conformance import known_elements, other_version, unknown_elements
 from synthcohort.mappings.reading import Notes, ResourceMapper, mapper_for
 from synthcohort.mappings.rules import version_markers
@@ -89,12 +89,6 @@ class FhirReader:
     # -- public ----------------------------------------------------------------------
     def read(self, path: str | Path) -> RunReport:
         sources = discover(path, self.limits)
-        if not sources:
-            raise InputError(
-                f"no FHIR file under {path}",
-                "FHIR is read from .json, .ndjson and .jsonl files (also gzipped) and from .zip or .tar "
-                "archives of them; point to the file or folder that holds them",
-            )
         self.report.files = len(sources)
         with gc_paused():
             for source in sources:

@@ -194,18 +194,30 @@ def _manifest_files(folder: Path, manifest: Path) -> dict[str, str] | None:
 
 
 def discover(path: str | Path, limits: Limits | None = None) -> list[Source]:
-    """Every FHIR input under ``path``, deletions and errors first, then data (patients first)."""
+    """Every FHIR input under ``path``, deletions and errors first, then data (patients first).
+
+    A path holding no FHIR file is refused: a wrong folder must not read as an empty cohort.
+    """
     limits = limits or Limits()
     root = Path(path)
     if root.is_symlink() and not root.exists():
         raise InputError(f"{root} is a broken link")
     if not root.exists():
         raise InputError(f"{root} does not exist", "give a FHIR file or folder")
-    if root.is_file():
-        return sorted(_file_sources(root, root.name, limits), key=_order_key)
+    sources = _file_sources(root, root.name, limits) if root.is_file() else _folder_sources(root, limits)
+    found = sorted(sources, key=_order_key)
+    if not found:
+        raise InputError(
+            f"no FHIR file under {path}",
+            "FHIR is read from .json, .ndjson and .jsonl files (also gzipped) and from .zip or .tar "
+            "archives of them; point to the file or folder that holds them",
+        )
+    return found
+
+
+def _folder_sources(root: Path, limits: Limits) -> Iterator[Source]:
     manifest = root / "manifest.json"
     roles = _manifest_files(root, manifest) if manifest.is_file() else None
-    out: list[Source] = []
     for file in sorted(root.rglob("*")):
         if file.is_symlink():
             log.warning("skipping symbolic link %s", file.relative_to(root))
@@ -218,8 +230,7 @@ def discover(path: str | Path, limits: Limits | None = None) -> list[Source]:
         for source in _file_sources(file, str(rel), limits):
             if roles is not None and file.name in roles:
                 source = Source(source.name, source.kind, roles[file.name], source.opener)
-            out.append(source)
-    return sorted(out, key=_order_key)
+            yield source
 
 
 def _file_sources(file: Path, name: str, limits: Limits) -> Iterator[Source]:
