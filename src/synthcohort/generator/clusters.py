@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import AgglomerativeClustering
 
 PHI_LINK = 0.5  # mean phi inside a cluster (average linkage): 1 - PHI_LINK is the cut distance
@@ -78,20 +79,12 @@ def order_groups(times: np.ndarray, same_day: float = 0.5) -> list[int]:
     """
     n = times.shape[1]
     held = times >= 0
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    same = np.zeros((n, n), dtype=bool)
     for a in range(n):
         for b in range(a + 1, n):
             both = held[:, a] & held[:, b]
-            if both.any() and np.mean(times[both, a] == times[both, b]) >= same_day:
-                parent[root(b)] = root(a)
-    group = np.array([root(i) for i in range(n)])
+            same[a, b] = both.any() and np.mean(times[both, a] == times[both, b]) >= same_day
+    group = connected_components(sp.csr_matrix(same), directed=False)[1]
     # Rank of each member among the person's held members (ties share a rank), scaled to 0..1.
     rows = np.arange(len(times))[:, None]
     keyed = (np.where(held, times, 5.0) + 10.0 * rows).ravel()  # each row sorts inside its own band
