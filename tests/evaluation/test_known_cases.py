@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from synthcohort.cli.main import cli
 from synthcohort.evaluation.api import EvaluationResult, evaluate
+from synthcohort.evaluation.report import render_html
 
 pytestmark = pytest.mark.shared_data
 
@@ -29,6 +30,10 @@ def test_copy_of_training_is_caught(eval_stores: dict[str, Path]) -> None:
     assert p["outliers"]["isolated_reached"] == p["outliers"]["isolated"] >= 1
     for attack in ("singling_out", "linkability", "inference"):
         assert p[attack]["risk_low"] > 0.3, attack
+    gained = p["inference"]["most_gained"]
+    assert len(gained) == 5 and [g["gain"] for g in gained] == sorted((g["gain"] for g in gained), reverse=True)
+    assert gained[-1]["gain"] > 0.2 and all(g["main"] > 0.95 for g in gained)
+    assert f"<td>{gained[0]['attribute']}</td>" in render_html(r)
     assert not r.passed
     assert {"exact_copies", "dcr_share", "mia_auc"} <= {g.name for g in r.failed}
 

@@ -240,7 +240,22 @@ def inference(
             counts["baseline"] += int(ok.sum())
             n["baseline"] += len(ok)
     main, ctrl, base = (wilson(counts[k], n[k]) for k in ("main", "control", "baseline"))
-    return _result(residual_risk(main, ctrl, base), {"secrets": secrets, "per_secret": per_secret})
+    extra = {"secrets": secrets, "per_secret": per_secret, "most_gained": most_gained(per_secret)}
+    return _result(residual_risk(main, ctrl, base), extra)
+
+
+def most_gained(per_secret: dict[str, dict[str, float]], top: int = 5) -> list[dict[str, Any]]:
+    """The attributes guessed right more often for training patients than for control ones, largest gain first.
+
+    The pooled inference risk says how much is learnt; this says about what, which is where a data
+    controller looks first (and what to coarsen or leave out when the risk is too high).
+    """
+    gains = {s: v["main"] - v["control"] for s, v in per_secret.items() if "main" in v and "control" in v}
+    leaders = sorted((s for s, g in gains.items() if g > 0), key=lambda s: (-gains[s], s))[:top]
+    return [
+        {"attribute": s, "main": per_secret[s]["main"], "control": per_secret[s]["control"], "gain": gains[s]}
+        for s in leaders
+    ]
 
 
 def _correct(guess: np.ndarray, truth: np.ndarray, col: str, tolerance: float) -> np.ndarray:
