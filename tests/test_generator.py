@@ -21,13 +21,21 @@ from synthcohort.generator import engine_class, load_model
 
 
 @pytest.fixture(scope="session")
-def fitted(tmp_path_factory: pytest.TempPathFactory, synthea_1k_store: Path) -> tuple[Path, Path]:
+def fit_progress() -> list[tuple[str, int, int]]:
+    """The progress calls of the fit behind ``fitted`` (filled when ``fitted`` is made)."""
+    return []
+
+
+@pytest.fixture(scope="session")
+def fitted(
+    tmp_path_factory: pytest.TempPathFactory, synthea_1k_store: Path, fit_progress: list[tuple[str, int, int]]
+) -> tuple[Path, Path]:
     """A native model fitted once on a private copy of the synthea 1k store: (cohort, model dir)."""
     folder = tmp_path_factory.mktemp("gen")
     cohort = folder / "cohort.duckdb"
     shutil.copy(synthea_1k_store, cohort)
     model = engine_class("native")(seed=7)
-    model.fit(cohort)
+    model.fit(cohort, progress=lambda stage, done, total: fit_progress.append((stage, done, total)))
     model.save(folder / "model")
     return cohort, folder / "model"
 
@@ -67,6 +75,14 @@ def test_split_written_beside_cohort(fitted: tuple[Path, Path]) -> None:
             total = whole.person_count()
         assert t.person_count() + c.person_count() == total
         assert c.person_count() == round(total * 0.2)
+
+
+def test_native_fit_reports_progress_tree_by_tree(
+    fitted: tuple[Path, Path], fit_progress: list[tuple[str, int, int]]
+) -> None:
+    trees = len(load_model(fitted[1]).model.trees)
+    assert trees > 100
+    assert fit_progress == [("trees", done, trees) for done in range(1, trees + 1)]
 
 
 def test_same_seed_same_content_other_seed_differs(fitted: tuple[Path, Path], tmp_path: Path) -> None:

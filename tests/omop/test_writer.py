@@ -62,6 +62,21 @@ def test_folder_written_and_valid(fmt: str, synthetic_store: Path, tmp_path: Pat
     assert code == 0, output
 
 
+@pytest.mark.parametrize("target", ["folder", "duckdb"])
+def test_progress_adds_up_to_rows_to_write(target: str, synthetic_store: Path, tmp_path: Path) -> None:
+    # A generated store holds a CDM_SOURCE row of its own, which the writer replaces with its own row.
+    store_path = tmp_path / "store.duckdb"
+    shutil.copy(synthetic_store, store_path)
+    with CohortStore.open(store_path, read_only=False) as store:
+        store.con.execute("INSERT INTO cdm_source (cdm_source_name, cdm_holder) VALUES ('generated', 'synthcohort')")
+    reported: list[int] = []
+    url = str(tmp_path / "omop") if target == "folder" else f"duckdb:///{tmp_path / 'out.duckdb'}"
+    with CohortStore.open(store_path) as store:
+        assert store.counts()["cdm_source"] == 1
+        result = write_omop(store, url, progress=lambda table, n: reported.append(n))
+        assert sum(reported) == writer.rows_to_write(store) == sum(result.rows.values())
+
+
 def _failing_after(n: int) -> object:
     real = writer.iter_tables
 

@@ -34,7 +34,7 @@ def command(
     cls = engine_class(engine)
     model = cls(k=k, holdout=holdout, seed=parse_seed(seed), min_leaf=min_leaf)
     with progress_bar("fit", unit="steps") as bar:
-        model.fit(cohort, progress=lambda stage, done, total: bar.advance(0, stage))
+        model.fit(cohort, progress=lambda stage, done, total: bar.update(done, total, f"fit {stage}"))
     model.save(output, overwrite=overwrite)
     rec = model.record
     click.echo(f"model written: {output} ({engine}, learned from {rec['persons_learned']:,} persons)")

@@ -52,13 +52,18 @@ class NativeEngine(Engine):
         self.quota = np.zeros((len(self.layout.genders), N_BANDS))
         np.add.at(self.quota, (x[:, 0].astype(np.int64), x[:, 1].astype(np.int64)), 1.0)
         self.model = SequentialTrees(self.layout.variables, n_roots=2)
-        self.model.fit(x, self.layout.n_base, MAX_PREDICTORS, self.params["min_leaf"], self.params["seed"])
+        self.model.fit(
+            x,
+            self.layout.n_base,
+            MAX_PREDICTORS,
+            self.params["min_leaf"],
+            self.params["seed"],
+            progress=(lambda done, total: progress("trees", done, total)) if progress else None,
+        )
         self.stats = fit_stats(data, self.layout.visit_types, self.params["k"])
         self.codes = data.codes.reset_index()
         self.code_persons = data.codes["persons"].to_numpy()
         log.info("native engine: %d variables over %d persons", len(self.layout.variables), len(x))
-        if progress:
-            progress("fit", 1, 1)
 
     # -- conditions -------------------------------------------------------------------
     def _code_hits(self, cond: Condition, accepted: dict[Any, set[int]]) -> np.ndarray:

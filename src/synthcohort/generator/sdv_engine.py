@@ -133,6 +133,8 @@ class SDVEngine(Engine):
             for col in tables[name].columns:
                 if col.endswith("_concept_id"):
                     metadata.update_column(col, table_name=name, sdtype="categorical")
+        if progress:
+            progress("synthesizer", 0, 1)
         with warnings.catch_warnings():
             # SDV's advice to save its metadata as JSON: the model folder keeps it inside SDV's file.
             warnings.simplefilter("ignore", UserWarning)
@@ -141,7 +143,7 @@ class SDVEngine(Engine):
         self.codes = data.codes.reset_index()
         self.n_train = data.n_persons
         if progress:
-            progress("fit", 1, 1)
+            progress("synthesizer", 1, 1)
 
     def _sample(
         self, n: int, rng: np.random.Generator, conditions: list[Condition], accepted: dict[Any, set[int]]

@@ -7,6 +7,7 @@ probabilities, or a share of zeros and quantiles of the rest. No training row is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,10 +176,22 @@ class SequentialTrees:
         self.n_roots = n_roots
         self.trees: list[Tree] = trees or []
 
-    def fit(self, x: np.ndarray, base: int, max_predictors: int, min_leaf: int, seed: int) -> None:
-        """Fit a tree per variable on the ``base`` first variables and the earlier ones most correlated."""
+    def fit(
+        self,
+        x: np.ndarray,
+        base: int,
+        max_predictors: int,
+        min_leaf: int,
+        seed: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Fit a tree per variable on the ``base`` first variables and the earlier ones most correlated.
+
+        ``progress(done, total)`` is called after each tree.
+        """
         z = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
         self.trees = []
+        total = len(self.variables) - self.n_roots
         for j in range(self.n_roots, len(self.variables)):
             var = self.variables[j]
             rows = x[:, var.given] > 0 if var.given >= 0 else np.ones(len(x), dtype=bool)
@@ -192,6 +205,8 @@ class SequentialTrees:
                 extra = np.sort(extra[np.argsort(-score, kind="stable")[:max_predictors]])
             predictors = np.concatenate([fixed, extra]).astype(np.int64)
             self.trees.append(fit_tree(var, x[rows], x[rows, j], predictors, min_leaf, seed + j))
+            if progress:
+                progress(len(self.trees), total)
 
     def sample(self, x: np.ndarray, rng: np.random.Generator, start: int | None = None) -> np.ndarray:
         """Fill the columns after the roots (or after ``start``), in order, for every row of ``x``."""

@@ -192,11 +192,13 @@ def _export(
     cfg: PipelineConfig, work: stages.Workdir, bars: BarFactory, result: RunResult, run_id: str
 ) -> list[dict[str, Any]]:
     """Every output is written under a temporary name; all appear together when the last writer is done."""
+    from synthcohort.connectors.omop.writer import rows_to_write
+
     # folder and DuckDB-file targets first; server databases (one transaction each) last
     order = sorted(range(len(cfg.outputs)), key=lambda i: _is_server(cfg.outputs[i]))
     records: list[dict[str, Any]] = [{} for _ in cfg.outputs]
     with CohortStore.open(work.synthetic) as store, contextlib.ExitStack() as stack:
-        total = sum(store.counts().values()) + 1
+        total = rows_to_write(store)
         for i in order:
             output = cfg.outputs[i]
             staged = stage(stack, output, cfg.overwrite)

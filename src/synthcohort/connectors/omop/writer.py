@@ -97,6 +97,16 @@ def iter_tables(store: CohortStore, chunk_persons: int = CHUNK_PERSONS) -> Itera
                 yield name, chunk[name]
 
 
+def rows_to_write(store: CohortStore) -> int:
+    """How many rows :func:`iter_tables` yields, the sum a writer reports through ``progress``.
+
+    The store's vocabulary and clinical rows, and the one CDM_SOURCE row made by :func:`cdm_source_row`:
+    a CDM_SOURCE row the store holds (every synthetic store has one) is not copied.
+    """
+    counts = store.counts()
+    return sum(counts[name] for name in (*VOCABULARY_ORDER, *cdm.LOAD_ORDER)) + 1
+
+
 def write_omop(
     store: CohortStore,
     target: str,
