@@ -180,7 +180,7 @@ def test_model_folder_is_plain_data_without_real_rows(fitted: tuple[Path, Path])
     names = sorted(p.name for p in model_dir.iterdir())
     assert all(n.endswith((".json", ".npz", ".parquet")) for n in names), names
     manifest = json.loads((model_dir / "model.json").read_text())
-    assert manifest["format_version"] == 7 and manifest["cdm_version"] == "5.4"
+    assert manifest["format_version"] == 8 and manifest["cdm_version"] == "5.4"
     n_train = manifest["record"]["persons_learned"]
     with np.load(model_dir / "native.npz", allow_pickle=False) as arrays:
         for key in arrays.files:
@@ -307,6 +307,44 @@ def test_tight_rare_group_keeps_its_strength(fitted: tuple[Path, Path], syntheti
     real = _odds_ratio(fitted[0].with_name("cohort.train.duckdb"))
     assert real > 20  # the data has the association the test relies on
     assert _odds_ratio(synthetic) > real / 1.5
+
+
+def test_small_clusters_hold_as_many_concepts_as_drawn(fitted: tuple[Path, Path]) -> None:
+    """In a cluster of at most six concepts, each synthetic person holds exactly as many of its
+    concepts as the cluster variable says (left to each code's tree, the pain cluster's count was
+    kept one time in two), and the pain cluster's concepts come out as often as in the training data."""
+    engine = load_model(fitted[1])
+    layout = engine.layout
+    rng = np.random.default_rng(5)
+    x = engine._persons(engine._roots(3000, rng, [], quota=True), rng)
+    small = [i for i, shares in enumerate(layout.cluster_shares) if shares]
+    assert small and any(not shares for shares in layout.cluster_shares)  # both kinds in this model
+    code_vars = np.asarray(layout.code_vars)
+    for i in small:
+        concept = np.asarray(layout.cluster_concepts[i])
+        held = x[:, code_vars[layout.clusters[i]]] > 0
+        n_held = sum(held[:, concept == u].any(axis=1) for u in range(concept.max() + 1))
+        eligible = sum(
+            np.column_stack(
+                [x[:, layout.variables[c].given] > 0 for c in code_vars[layout.clusters[i]][concept == u]]
+            ).any(axis=1)
+            for u in range(concept.max() + 1)
+        )
+        assert (n_held == np.minimum(x[:, layout.cluster_vars[i]], eligible)).all(), i
+    keys = engine.codes["key"].to_numpy()
+    pain = next(i for i, m in enumerate(layout.clusters) if 436096 in set(keys[m]))
+    assert pain in small
+    con = duckdb.connect(str(fitted[0].with_name("cohort.train.duckdb")), read_only=True)
+    try:
+        persons = _scalar(con, "SELECT count(*) FROM person")
+        for concept in (436096, 4208104, 43530652, 4055754):  # chronic pain, overdose, migraine, molars
+            sql = f"SELECT count(DISTINCT person_id) FROM condition_occurrence WHERE condition_concept_id = {concept}"
+            real = _scalar(con, sql) / persons
+            codes = [c for c in layout.clusters[pain] if abs(keys[c]) == concept]
+            synthetic = (x[:, code_vars[codes]] > 0).any(axis=1).mean()
+            assert abs(synthetic - real) < 0.35 * real, concept
+    finally:
+        con.close()
 
 
 def test_domain_totals_kept_when_concepts_outnumber_them(fitted: tuple[Path, Path]) -> None:

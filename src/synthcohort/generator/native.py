@@ -29,7 +29,14 @@ from synthcohort.errors import InputError, ModelError
 from synthcohort.generator import modelfile
 from synthcohort.generator.base import Engine, Progress
 from synthcohort.generator.chunk import Chunk
-from synthcohort.generator.patient_vector import N_BANDS, Layout, build_layout, build_matrix, learn_cluster_order
+from synthcohort.generator.patient_vector import (
+    N_BANDS,
+    Layout,
+    build_layout,
+    build_matrix,
+    choose_cluster_codes,
+    learn_clusters,
+)
 from synthcohort.generator.timeline import lay_out
 from synthcohort.generator.timeline_stats import check_stats, fit_stats
 from synthcohort.generator.training import TrainingData
@@ -48,7 +55,7 @@ class NativeEngine(Engine):
     def _fit(self, data: TrainingData, rng: np.random.Generator, progress: Progress | None) -> None:
         self.layout = build_layout(data)
         x = build_matrix(data, self.layout)
-        learn_cluster_order(x, self.layout)
+        learn_clusters(x, self.layout, self.params["min_leaf"])
         self.quota = np.zeros((len(self.layout.genders), N_BANDS))
         np.add.at(self.quota, (x[:, 0].astype(np.int64), x[:, 1].astype(np.int64)), 1.0)
         self.model = SequentialTrees(self.layout.variables, n_roots=2)
@@ -134,17 +141,23 @@ class NativeEngine(Engine):
                 ok &= (x[:, cols] > 0).any(axis=1)
         return ok
 
+    def _persons(self, roots: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Whole patient vectors: the base variables, then which codes of each cluster are held, then the codes."""
+        base = self.layout.n_base
+        x = self.model.sample(roots, rng, stop=base)
+        return self.model.sample(x, rng, start=base, held=choose_cluster_codes(x, self.layout, rng))
+
     def _sample(
         self, n: int, rng: np.random.Generator, conditions: list[Condition], accepted: dict[Any, set[int]]
     ) -> Chunk:
         rejecting = any(c.field not in ("gender", "age") for c in conditions)
         if not rejecting:
-            x = self.model.sample(self._roots(n, rng, conditions, quota=True), rng)
+            x = self._persons(self._roots(n, rng, conditions, quota=True), rng)
             return lay_out(x, self.layout, self.stats, self.ref_day, rng)
         kept: list[np.ndarray] = []
         have = 0
         for _ in range(OVERSAMPLE_LIMIT):
-            x = self.model.sample(self._roots(max(n, 256), rng, conditions, quota=False), rng)
+            x = self._persons(self._roots(max(n, 256), rng, conditions, quota=False), rng)
             x = x[self._accept(x, conditions, accepted)]
             kept.append(x)
             have += len(x)
@@ -182,6 +195,7 @@ class NativeEngine(Engine):
             or any(len(m) != len(p) for m, p in zip(self.layout.clusters, self.layout.cluster_places, strict=False))
             or len(self.layout.cluster_order_share) != len(self.layout.clusters)
             or any(not 0 <= share <= 1 for share in self.layout.cluster_order_share)
+            or not self._clusters_fit()
             or any(not 0 <= place < len(p) for p in self.layout.cluster_places for place in p)
             or any(not 0 <= i < n_codes for members in self.layout.clusters for i in members)
             or self.quota.shape != (len(self.layout.genders), N_BANDS)
@@ -192,3 +206,25 @@ class NativeEngine(Engine):
             raise ModelError("the model's arrays do not fit together", "fit the model again")
         self.code_persons = self.codes["persons"].to_numpy()
         self.codes = pd.DataFrame(self.codes)
+
+    def _clusters_fit(self) -> bool:
+        """Each cluster's concepts, shares and recorded shares have the sizes its codes imply, within 0..1."""
+        lay = self.layout
+        parts = (lay.cluster_concepts, lay.cluster_shares, lay.cluster_recorded, lay.cluster_days, lay.cluster_same_day)
+        if any(len(part) != len(lay.clusters) for part in parts):
+            return False
+        for members, concept, shares, recorded, days, same_day in zip(lay.clusters, *parts, strict=True):
+            n = len(set(concept))
+            table, rec = np.asarray(shares, dtype="float64"), np.asarray(recorded, dtype="float64")
+            together = np.asarray(same_day, dtype="float64")
+            if (
+                len(concept) != len(members)
+                or sorted(set(concept)) != list(range(n))
+                or (table.size > 0 and (table.shape != (n + 1, n) or rec.shape != (len(members),)))
+                or (table.size == 0 and rec.size > 0)
+                or len(days) != len(members)
+                or sorted(set(days)) != list(range(len(same_day)))
+                or not all(np.all((a >= 0) & (a <= 1)) for a in (table, rec, together))
+            ):
+                return False
+        return True

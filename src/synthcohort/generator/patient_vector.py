@@ -8,7 +8,19 @@ import numpy as np
 import pandas as pd
 
 from synthcohort.generator.chunk import EVENT_DOMAINS
-from synthcohort.generator.clusters import concept_clusters, order_groups, order_share, presence, put_in_order
+from synthcohort.generator.clusters import (
+    choose_codes,
+    choose_concepts,
+    concept_clusters,
+    concepts_of,
+    membership,
+    on_one_day,
+    order_groups,
+    order_share,
+    presence,
+    put_in_order,
+    same_day_share,
+)
 from synthcohort.generator.safeguards import TOP_AGE, year_of
 from synthcohort.generator.training import TrainingData
 from synthcohort.generator.trees import Variable
@@ -33,9 +45,14 @@ class Layout:
     total_vars: dict[str, int]
     death_var: int  # -1 when deaths are not modelled
     clusters: list[list[int]]  # per concept cluster: its codes (rows of the code table)
-    cluster_vars: list[int]  # per concept cluster: index of its variable (how many of its codes are held)
+    cluster_concepts: list[list[int]]  # per concept cluster, per code: which of the cluster's concepts it records
+    cluster_vars: list[int]  # per concept cluster: index of its variable (how many of its concepts are held)
+    cluster_days: list[list[int]]  # per concept cluster, per code: its group of codes usually recorded on one day
+    cluster_same_day: list[list[float]]  # per concept cluster, per such group: how often it is on one day
     cluster_places: list[list[int]]  # per concept cluster, per code: its place in the usual order of first times
     cluster_order_share: list[float]  # per concept cluster: how often that order holds in the training data
+    cluster_shares: list[list[list[float]]]  # per small cluster, per number of concepts held, per concept: chance held
+    cluster_recorded: list[list[float]]  # per small cluster, per code: share of its concept's holders who hold it
 
     def index(self, name: str) -> int:
         return next(i for i, v in enumerate(self.variables) if v.name == name)
@@ -65,11 +82,13 @@ def build_layout(data: TrainingData) -> Layout:
         death_var = len(v)
         v.append(Variable("death", "cat", 2))
     held = presence(data.events, pd.Index(data.persons["person_id"]), len(data.codes))
-    clusters = concept_clusters(held, data.codes["key"].to_numpy())
+    keys = data.codes["key"].to_numpy()
+    clusters = concept_clusters(held, keys)
+    concepts = [concepts_of(keys[members]) for members in clusters]
     cluster_vars = []
-    for i, members in enumerate(clusters):
+    for i, concept in enumerate(concepts):
         cluster_vars.append(len(v))
-        v.append(Variable(f"cluster_{i}", "cat", len(members) + 1))
+        v.append(Variable(f"cluster_{i}", "cat", max(concept) + 2))
     n_base = len(v)
     code_vars = [0] * len(data.codes)
     for code, row in data.codes.iterrows():
@@ -92,9 +111,15 @@ def build_layout(data: TrainingData) -> Layout:
         total_vars,
         death_var,
         clusters,
+        concepts,
         cluster_vars,
-        [[0] * len(members) for members in clusters],  # learned from the matrix (learn_cluster_order)
+        # learned from the matrix (learn_clusters)
+        [list(range(len(members))) for members in clusters],
+        [[1.0] * len(members) for members in clusters],
+        [list(range(len(members))) for members in clusters],
         [0.5] * len(clusters),
+        [[] for _ in clusters],
+        [[] for _ in clusters],
     )
 
 
@@ -142,15 +167,30 @@ def build_matrix(data: TrainingData, layout: Layout) -> np.ndarray:
     timing = np.asarray(layout.timing_vars, dtype=np.int64)
     counts_m = x[:, np.asarray(layout.code_vars, dtype=np.int64)]
     x[:, timing] = np.where(counts_m > 0, x[:, timing], -1.0)
-    for members, j in zip(layout.clusters, layout.cluster_vars, strict=True):
-        x[:, j] = (counts_m[:, members] > 0).sum(axis=1)
+    for members, concept, j in zip(layout.clusters, layout.cluster_concepts, layout.cluster_vars, strict=True):
+        held = counts_m[:, members] > 0
+        x[:, j] = sum(held[:, np.asarray(concept) == u].any(axis=1) for u in range(max(concept) + 1))
     return x
 
 
-def learn_cluster_order(x: np.ndarray, layout: Layout) -> None:
-    """The usual order of first occurrences inside each concept cluster, and how often it holds."""
+def learn_clusters(x: np.ndarray, layout: Layout, min_persons: int) -> None:
+    """Inside each concept cluster: which concepts go together and how each is recorded
+    (``clusters.membership``), the usual order of first occurrences, and how often it holds."""
+    counts = x[:, np.asarray(layout.code_vars, dtype=np.int64)]
+    learned = [
+        membership(counts[:, members] > 0, np.asarray(concept), min_persons)
+        for members, concept in zip(layout.clusters, layout.cluster_concepts, strict=True)
+    ]
+    layout.cluster_shares = [shares for shares, _ in learned]
+    layout.cluster_recorded = [recorded for _, recorded in learned]
     timing = np.asarray(layout.timing_vars, dtype=np.int64)
-    layout.cluster_places = [order_groups(x[:, timing[members]]) for members in layout.clusters]
+    orders = [order_groups(x[:, timing[members]]) for members in layout.clusters]
+    layout.cluster_days = [days for days, _ in orders]
+    layout.cluster_places = [places for _, places in orders]
+    layout.cluster_same_day = [
+        same_day_share(x[:, timing[members]], days)
+        for members, days in zip(layout.clusters, layout.cluster_days, strict=True)
+    ]
     layout.cluster_order_share = [
         order_share(x[:, timing[members]], places)
         for members, places in zip(layout.clusters, layout.cluster_places, strict=True)
@@ -158,14 +198,49 @@ def learn_cluster_order(x: np.ndarray, layout: Layout) -> None:
 
 
 def order_cluster_times(x: np.ndarray, layout: Layout, rng: np.random.Generator) -> None:
-    """Put each person's sampled first times inside every cluster in the cluster's usual order.
+    """Put each person's sampled first times inside every cluster in the cluster's usual order,
+    and the codes usually recorded on one day on one day, as often as in the training data.
 
     The order is imposed on a share 2s - 1 of persons, s being how often it holds in the training
     data; the others keep their drawn order, which agrees with it half the time: so the order
     holds for a share s of synthetic persons too.
     """
     timing = np.asarray(layout.timing_vars, dtype=np.int64)
-    for members, places, share in zip(layout.clusters, layout.cluster_places, layout.cluster_order_share, strict=True):
+    for members, days, same_day, places, share in zip(
+        layout.clusters,
+        layout.cluster_days,
+        layout.cluster_same_day,
+        layout.cluster_places,
+        layout.cluster_order_share,
+        strict=True,
+    ):
         cols = timing[members]
         ordered = rng.random(len(x)) < 2.0 * share - 1.0
         x[:, cols] = put_in_order(x[:, cols], np.asarray(places, dtype=np.int64), ordered)
+        together = rng.random((len(x), len(same_day))) < np.asarray(same_day)
+        x[:, cols] = on_one_day(x[:, cols], np.asarray(days, dtype=np.int64), together, rng)
+
+
+def choose_cluster_codes(x: np.ndarray, layout: Layout, rng: np.random.Generator) -> dict[int, np.ndarray]:
+    """Per count variable of a cluster's code: which persons hold it. Each person holds as many of
+    the cluster's concepts as their cluster variable says, chosen together; a code only where its
+    domain has events."""
+    held: dict[int, np.ndarray] = {}
+    for members, concept, j, shares, recorded in zip(
+        layout.clusters,
+        layout.cluster_concepts,
+        layout.cluster_vars,
+        layout.cluster_shares,
+        layout.cluster_recorded,
+        strict=True,
+    ):
+        if not shares:
+            continue  # a large cluster: its codes keep their own trees
+        cols = [layout.code_vars[i] for i in members]
+        unit = np.asarray(concept)
+        code_ok = np.column_stack([x[:, layout.variables[c].given] > 0 for c in cols])
+        concept_ok = np.column_stack([code_ok[:, unit == u].any(axis=1) for u in range(len(shares[0]))])
+        chosen = choose_concepts(x[:, j], np.asarray(shares), concept_ok, rng)
+        codes = choose_codes(chosen, unit, np.asarray(recorded), code_ok, rng)
+        held.update(zip(cols, codes.T, strict=True))
+    return held

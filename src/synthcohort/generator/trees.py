@@ -109,7 +109,8 @@ def _leaf_dists(var: Variable, y: np.ndarray, leaf: np.ndarray, n_leaves: int) -
     return _quantile_rows(y, leaf, n_leaves)[1]
 
 
-def _draw(var: Variable, dist: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _draw(var: Variable, dist: np.ndarray, rng: np.random.Generator, held: np.ndarray | None = None) -> np.ndarray:
+    """Draws from leaf distributions; for a count, ``held`` (when given) says which draws are above zero."""
     u = rng.random(len(dist))
     if var.kind == "cat":
         cum = np.cumsum(dist, axis=1)
@@ -127,6 +128,8 @@ def _draw(var: Variable, dist: np.ndarray, rng: np.random.Generator) -> np.ndarr
     line_mean = (q.sum(axis=1) - 0.5 * (q[:, 0] + q[:, -1])) / (len(LEVELS) - 1)
     value = value * np.where(line_mean > 0, dist[:, -1] / np.where(line_mean > 0, line_mean, 1.0), 1.0)
     zero = rng.random(len(dist)) < dist[:, 0]
+    if held is not None:
+        zero = ~held
     value = np.maximum(np.floor(value + rng.random(len(dist))), 1.0)
     return np.where(zero, 0.0, value)
 
@@ -208,17 +211,28 @@ class SequentialTrees:
             if progress:
                 progress(len(self.trees), total)
 
-    def sample(self, x: np.ndarray, rng: np.random.Generator, start: int | None = None) -> np.ndarray:
-        """Fill the columns after the roots (or after ``start``), in order, for every row of ``x``."""
+    def sample(
+        self,
+        x: np.ndarray,
+        rng: np.random.Generator,
+        start: int | None = None,
+        stop: int | None = None,
+        held: dict[int, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Fill the columns from the roots (or ``start``) up to ``stop``, in order, for every row of ``x``.
+
+        ``held`` fixes, for some count variables, which rows draw a count above zero (chosen together
+        elsewhere); their trees then give only how many.
+        """
         first = self.n_roots if start is None else start
-        for j in range(first, len(self.variables)):
+        for j in range(first, len(self.variables) if stop is None else stop):
             var = self.variables[j]
             tree = self.trees[j - self.n_roots]
             rows = np.flatnonzero(x[:, var.given] > 0) if var.given >= 0 else np.arange(len(x))
             x[:, j] = -1.0 if var.kind == "cont" and var.given >= 0 else 0.0
             if len(rows):
                 leaf = tree.apply(x, rows)
-                x[rows, j] = _draw(var, tree.dist[leaf], rng)
+                x[rows, j] = _draw(var, tree.dist[leaf], rng, None if held is None or j not in held else held[j][rows])
         return x
 
     def to_arrays(self) -> dict[str, np.ndarray]:
