@@ -33,7 +33,10 @@ def test_copy_of_training_is_caught(eval_stores: dict[str, Path]) -> None:
     gained = p["inference"]["most_gained"]
     assert len(gained) == 5 and [g["gain"] for g in gained] == sorted((g["gain"] for g in gained), reverse=True)
     assert gained[-1]["gain"] > 0.2 and all(g["main"] > 0.95 for g in gained)
-    assert f"<td>{gained[0]['attribute']}</td>" in render_html(r)
+    html = render_html(r)
+    assert all(f"<td>{g['attribute']}" in html for g in gained)
+    named = [g for g in gained if g["attribute"].startswith("has_")]
+    assert all(g.get("name") and f"({g['name']})" in html for g in named)  # concepts shown with their names
     assert not r.passed
     assert {"exact_copies", "dcr_share", "mia_auc"} <= {g.name for g in r.failed}
 

@@ -223,4 +223,8 @@ def _privacy(
     figs["singling_out"] = attacks.singling_out(t_train, t_ctrl, t_syn, rng, cfg.n_singling_out)
     figs["linkability"] = attacks.linkability(t_train, t_ctrl, t_syn, rng)
     figs["inference"] = attacks.inference(t_train, t_ctrl, t_syn, rng, list(t_syn.columns))
+    for row in figs["inference"]["most_gained"]:  # "has_<concept>" reads better with the concept's name
+        concept = row["attribute"].removeprefix("has_")
+        if concept != row["attribute"] and concept in train.concept_names:
+            row["name"] = train.concept_names[concept]
     return figs, distances
