@@ -84,12 +84,14 @@ def _write_part(
         con = source.con.cursor()  # its own cursor: the store's connection may hold a pending result
         con.register("_members", pa.table({"person_id": members}))
         try:
+            # Rows in a fixed order (DuckDB returns an unordered read in whatever order its threads
+            # finish): the parts, and so what a fit reads from them, depend on the cohort's content only.
             for name in cdm.CLINICAL_TABLES:
-                rel = con.sql(f'SELECT t.* FROM "{name}" t SEMI JOIN _members m USING (person_id) ORDER BY 1')
+                rel = con.sql(f'SELECT t.* FROM "{name}" t SEMI JOIN _members m USING (person_id) ORDER BY ALL')
                 for batch in rel.to_arrow_reader(200_000):
                     store.append(name, batch)
             for name in cdm.VOCABULARY_TABLES + cdm.METADATA_TABLES:
-                store.append(name, con.sql(f'SELECT * FROM "{name}"').to_arrow_table())
+                store.append(name, con.sql(f'SELECT * FROM "{name}" ORDER BY ALL').to_arrow_table())
         finally:
             con.unregister("_members")
             con.close()

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from synthcohort import cdm
 from synthcohort.cohort import CohortStore
 from synthcohort.generator import safeguards
 from synthcohort.generator.chunk import EPOCH, EVENT_DOMAINS
@@ -94,7 +95,11 @@ def _frame(store: CohortStore, sql: str) -> pd.DataFrame:
 
 
 def load_training(store: CohortStore, k: int) -> TrainingData:
-    """Read a training store and apply the pre-fit safeguards (size, top-coding, roll-up, clipping)."""
+    """Read a training store and apply the pre-fit safeguards (size, top-coding, roll-up, clipping).
+
+    Every read has an ORDER BY on a unique key: without one DuckDB may return rows in a different
+    order from run to run, and the order of rows reaches the model (ties in counts, first values).
+    """
     persons = _frame(
         store,
         "SELECT person_id, gender_concept_id, year_of_birth, coalesce(month_of_birth, 7) AS m, "
@@ -104,16 +109,18 @@ def load_training(store: CohortStore, k: int) -> TrainingData:
     periods = _frame(
         store,
         "SELECT person_id, min(observation_period_start_date) AS start, max(observation_period_end_date) AS end "
-        "FROM observation_period GROUP BY person_id",
+        "FROM observation_period GROUP BY person_id ORDER BY person_id",
     )
     visits = _frame(
         store,
         "SELECT person_id, visit_occurrence_id, visit_concept_id AS concept, visit_start_date AS start, "
-        "coalesce(visit_end_date, visit_start_date) AS end, visit_type_concept_id AS type FROM visit_occurrence",
+        "coalesce(visit_end_date, visit_start_date) AS end, visit_type_concept_id AS type FROM visit_occurrence "
+        "ORDER BY visit_occurrence_id",
     )
     deaths = _frame(
         store,
-        "SELECT person_id, min(death_date) AS day, min(death_type_concept_id) AS type FROM death GROUP BY person_id",
+        "SELECT person_id, min(death_date) AS day, min(death_type_concept_id) AS type FROM death GROUP BY person_id "
+        "ORDER BY person_id",
     )
     events: dict[str, pd.DataFrame] = {}
     for domain in EVENT_DOMAINS:
@@ -124,7 +131,7 @@ def load_training(store: CohortStore, k: int) -> TrainingData:
             f'SELECT person_id, visit_occurrence_id, coalesce("{concept}", 0) AS concept_id, '
             f'coalesce("{source}", 0) AS source_concept_id, "{start}" AS start, '
             f'{f"{chr(34)}{end}{chr(34)}" if end else "NULL"} AS end, coalesce("{typ}", 0) AS type{extra} '
-            f'FROM "{domain}" WHERE "{start}" IS NOT NULL',
+            f'FROM "{domain}" WHERE "{start}" IS NOT NULL ORDER BY "{cdm.table(domain).primary_key}"',
         )
     for df, cols in [(periods, ("start", "end")), (visits, ("start", "end")), (deaths, ("day",))] + [
         (e, ("start", "end")) for e in events.values()
@@ -138,6 +145,6 @@ def load_training(store: CohortStore, k: int) -> TrainingData:
     periods["start"] = periods["start"].fillna(span["min"])
     periods["end"] = periods["end"].fillna(span["max"])
     periods = periods.reset_index()
-    vocabulary = store.query_arrow("SELECT * FROM concept")
-    ancestors = store.query_arrow("SELECT * FROM concept_ancestor")
+    vocabulary = store.query_arrow("SELECT * FROM concept ORDER BY ALL")
+    ancestors = store.query_arrow("SELECT * FROM concept_ancestor ORDER BY ALL")
     return safeguards.prepare(persons, periods, deaths, visits, events, vocabulary, ancestors, k)

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 NO_MATCHING_CONCEPT = 0
 CDM_V54_CONCEPT = 756265
+_POS = "_synthcohort_source_row"  # a source row's position, while new rows are picked
 
 
 class VocabularySource(Protocol):
@@ -92,19 +93,23 @@ def copy_vocabulary(store: CohortStore, source: VocabularySource, report: Ingest
 
 
 def _append_new(store: CohortStore, rows: pa.Table | None, table: str = "concept", key: str = "concept_id") -> None:
-    """Append rows whose key the store does not hold yet (first one wins)."""
+    """Append rows whose key the store does not hold yet (first one wins), in the order of the key.
+
+    A window without ORDER BY picks any row of a partition and DuckDB returns its result in
+    whatever order its threads finish: the source position decides, and the key orders the rows.
+    """
     if rows is None or not rows.num_rows:
         return
-    store.con.register("_new_rows", rows)
+    store.con.register("_new_rows", rows.append_column(_POS, pa.array(range(rows.num_rows), pa.int64())))
     try:
         store.con.execute(
             f'CREATE OR REPLACE TEMP TABLE _nr AS SELECT * FROM _new_rows WHERE "{key}" IS NOT NULL '
             f'AND "{key}" NOT IN (SELECT "{key}" FROM "{table}") '
-            f'QUALIFY row_number() OVER (PARTITION BY "{key}") = 1'
+            f'QUALIFY row_number() OVER (PARTITION BY "{key}" ORDER BY "{_POS}") = 1'
         )
     finally:
         store.con.unregister("_new_rows")
-    store.append(table, store.con.sql("SELECT * FROM _nr").to_arrow_table())
+    store.append(table, store.con.sql(f'SELECT * EXCLUDE ("{_POS}") FROM _nr ORDER BY "{key}"').to_arrow_table())
     store.con.execute("DROP TABLE _nr")
 
 
@@ -122,5 +127,5 @@ def _copy_vocabulary_rows(store: CohortStore, source: VocabularySource) -> None:
     con.execute(
         "INSERT INTO vocabulary (vocabulary_id, vocabulary_name, vocabulary_concept_id) "
         "SELECT DISTINCT vocabulary_id, vocabulary_id, 0 FROM concept "
-        "WHERE vocabulary_id NOT IN (SELECT vocabulary_id FROM vocabulary)"
+        "WHERE vocabulary_id NOT IN (SELECT vocabulary_id FROM vocabulary) ORDER BY 1"
     )
