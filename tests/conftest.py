@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import uuid
@@ -75,13 +76,23 @@ def pg_schema() -> Iterator[tuple[str, str]]:
         engine.dispose()
 
 
+# The same key in every session: the key orders the person ids an extract writes, so a new key
+# each session made every store built from the shared data, and so each control split and each
+# model fitted on it, differ from session to session. The statistical tests on a model hold for
+# most splits, not all: test_tight_rare_group_keeps_its_strength fails for about one key in eight.
+TEST_KEY = hashlib.sha256(b"synthcohort tests").hexdigest()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _installation_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Tests use a key of their own, never the user's ~/.config/synthcohort/installation.key."""
+    """Tests use a fixed key of their own, never the user's ~/.config/synthcohort/installation.key."""
     if os.environ.get("SYNTHCOHORT_KEY_FILE"):
         yield
         return
-    os.environ["SYNTHCOHORT_KEY_FILE"] = str(tmp_path_factory.mktemp("key") / "installation.key")
+    path = tmp_path_factory.mktemp("key") / "installation.key"
+    path.write_text(TEST_KEY, encoding="ascii")
+    path.chmod(0o600)
+    os.environ["SYNTHCOHORT_KEY_FILE"] = str(path)
     try:
         yield
     finally:
