@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from synthcohort.cohort import CohortStore
@@ -70,6 +71,22 @@ def test_chunks_cover_every_person_once(tmp_path: Path) -> None:
         assert sum(c["condition_occurrence"].num_rows for c in chunks) == 50
         assert store.counts()["condition_occurrence"] == 50
         assert str(store.date_range()[0]) == "2020-01-01"
+        assert store.person_ranges(10) == [(1, 10), (11, 20), (21, 25)]
+        # The same rows in the same order, streamed in bounded batches; `last` closes each table of a range.
+        tables = ["person", "condition_occurrence"]
+        batches = list(store.iter_person_batches(chunk_size=10, tables=tables, batch_rows=7))
+        assert all(0 < b.num_rows <= 7 for _, b, _ in batches)
+        parts: list[tuple[str, pa.Table]] = []
+        rows: list[pa.RecordBatch] = []
+        for name, batch, last in batches:
+            rows.append(batch)
+            if last:
+                parts.append((name, pa.Table.from_batches(rows)))
+                rows = []
+        assert not rows
+        whole = [(n, c[n]) for c in store.iter_person_chunks(chunk_size=10, tables=tables) for n in tables]
+        assert [n for n, _ in parts] == [n for n, _ in whole]
+        assert all(p.equals(w) for (_, p), (_, w) in zip(parts, whole, strict=True))
 
 
 def test_store_cannot_read_outside_files(tmp_path: Path) -> None:

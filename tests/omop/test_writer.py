@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 from synthcohort.cli.main import cli
 from synthcohort.cohort import CohortStore
 from synthcohort.connectors.omop import writer
+from synthcohort.connectors.omop.folder_writer import RowGroups
 from synthcohort.connectors.omop.validate import validate_omop
 from synthcohort.connectors.omop.writer import write_omop
 from synthcohort.errors import TargetError
@@ -77,10 +79,33 @@ def test_progress_adds_up_to_rows_to_write(target: str, synthetic_store: Path, t
         assert sum(reported) == writer.rows_to_write(store) == sum(result.rows.values())
 
 
+def test_row_groups_do_not_depend_on_batching(tmp_path: Path) -> None:
+    """Parquet bytes are those of writing each part whole, however the part arrives in batches."""
+    parts = [pa.table({"id": range(a, b), "v": [str(i) for i in range(a, b)]}) for a, b in [(0, 25), (25, 31)]]
+
+    def write(path: Path, tables: Iterator[pa.Table]) -> bytes:
+        with pq.ParquetWriter(str(path), parts[0].schema) as out:
+            for table in tables:
+                out.write_table(table, row_group_size=10)
+        return path.read_bytes()
+
+    whole = write(tmp_path / "whole.parquet", iter(parts))
+    for size in (1, 3, 10, 40):
+        groups = RowGroups(10)
+        batched = (
+            group
+            for part in parts
+            for start in range(0, part.num_rows, size)
+            for group in groups.add(part.slice(start, size), start + size >= part.num_rows)
+        )
+        assert write(tmp_path / f"batched-{size}.parquet", batched) == whole, size
+    assert [g.num_rows for g in RowGroups(10).add(parts[0], True)] == [10, 10, 5]
+
+
 def _failing_after(n: int) -> object:
     real = writer.iter_tables
 
-    def iter_tables(store: CohortStore, chunk_persons: int = 10_000) -> Iterator[tuple[str, pa.Table]]:
+    def iter_tables(store: CohortStore, chunk_persons: int = 10_000) -> Iterator[tuple[str, pa.Table, bool]]:
         for i, item in enumerate(real(store, chunk_persons)):
             if i == n:
                 raise OSError(28, "No space left on device")

@@ -19,11 +19,14 @@ def command(
     postgresql://user@host/db with --schema) or a folder (--format csv|parquet)."""
     from synthcohort.cli.export import cohort_path
     from synthcohort.cli.progress import progress_bar
-    from synthcohort.cohort import CohortStore
+    from synthcohort.cohort import EXPORT_MEMORY_LIMIT, CohortStore
     from synthcohort.connectors.omop.writer import write_omop
     from synthcohort.secrets import mask_url
 
-    with CohortStore.open(cohort_path(ctx)) as store, progress_bar("export omop") as bar:
+    with (
+        CohortStore.open(cohort_path(ctx), memory_limit=EXPORT_MEMORY_LIMIT) as store,
+        progress_bar("export omop") as bar,
+    ):
         result = write_omop(
             store,
             target,

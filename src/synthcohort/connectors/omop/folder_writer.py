@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,28 @@ from synthcohort.outputs import atomic_output_dir, confined
 
 log = logging.getLogger(__name__)
 FORMATS = ("csv", "parquet")
+ROW_GROUP_ROWS = 1024 * 1024  # pyarrow's default: a part of more rows is cut into row groups of this many
+
+
+class RowGroups:
+    """Regroups a table's batches into the row groups that writing each part whole would make: a part
+    (the batches up to one marked last) is cut every ``size`` rows and at its end. Holds at most one
+    row group's rows, so a Parquet file's bytes do not depend on how the rows were batched."""
+
+    def __init__(self, size: int = ROW_GROUP_ROWS) -> None:
+        self.size = size
+        self.held: list[pa.Table] = []
+        self.rows = 0
+
+    def add(self, rows: pa.Table, last: bool) -> Iterator[pa.Table]:
+        """The row groups complete once ``rows`` (ending a part when ``last``) are added."""
+        self.held.append(rows)
+        self.rows += rows.num_rows
+        while self.rows >= self.size or (last and self.rows):
+            table = pa.concat_tables(self.held)
+            group, rest = table.slice(0, self.size), table.slice(self.size)
+            self.held, self.rows = ([rest] if rest.num_rows else []), rest.num_rows
+            yield group
 
 
 def write_folder(
@@ -33,6 +56,7 @@ def write_folder(
         raise ConfigError(f"unknown format {fmt!r}", "use --format csv or --format parquet")
     result = WriteResult(str(target))
     writers: dict[str, Any] = {}
+    groups: dict[str, RowGroups] = {}
     with atomic_output_dir(target, overwrite=overwrite) as tmp, contextlib.ExitStack() as stack:
 
         def writer(name: str, schema: pa.Schema) -> Any:
@@ -44,8 +68,13 @@ def write_folder(
                     writers[name] = stack.enter_context(pq.ParquetWriter(str(path), schema, compression="zstd"))
             return writers[name]
 
-        for name, rows in iter_tables(store):
-            writer(name, rows.schema).write_table(rows)
+        for name, rows, last in iter_tables(store):
+            out = writer(name, rows.schema)
+            if fmt == "csv":  # rows are text lines: batches need not be regrouped
+                out.write_table(rows)
+            else:
+                for group in groups.setdefault(name, RowGroups()).add(rows, last):
+                    out.write_table(group, row_group_size=ROW_GROUP_ROWS)
             result.rows[name] = result.rows.get(name, 0) + rows.num_rows
             if progress:
                 progress(name, rows.num_rows)

@@ -18,7 +18,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from synthcohort import cdm
-from synthcohort.cohort import MEMORY_LIMIT, CohortStore, hardened_config
+from synthcohort.cohort import EXPORT_MEMORY_LIMIT, CohortStore, hardened_config
 from synthcohort.connectors.omop.writer import VOCABULARY_ORDER, WRITE_ORDER, Progress, WriteResult, iter_tables
 from synthcohort.errors import ConfigError, DependencyMissing, TargetError
 from synthcohort.secrets import display_url, parse_url, resolve_password
@@ -30,6 +30,9 @@ _PG_TYPES = {"integer": "INTEGER", "float": "NUMERIC", "date": "DATE", "datetime
 # Foreign keys among the vocabulary tables form a cycle (concept <-> vocabulary); DuckDB cannot add
 # constraints after loading, so there they are checked by `validate` instead of declared.
 _VOCAB_SET = set(VOCABULARY_ORDER)
+# A new DuckDB file is committed every this many rows (about 5 batches): fewer commits write the key
+# indexes fewer times, more rows a transaction hold more of them in memory.
+COMMIT_ROWS = 500_000
 
 
 def _q(name: str) -> str:
@@ -149,7 +152,7 @@ def write_database(
             for name in WRITE_ORDER:
                 if name not in existing:
                     con.execute(sa.text(create_table_sql(name, "postgresql", f"{_q(schema)}.", inline_fks=False)))
-            for name, rows in iter_tables(store):
+            for name, rows, _ in iter_tables(store):
                 rows = offsets.apply(name, rows)
                 if append and name in _VOCAB_SET:
                     _pg_copy_new(raw, schema, name, rows)
@@ -243,15 +246,17 @@ def _write_duckdb(
     target = Path(path)
     if target.resolve() == store.path.resolve():
         raise TargetError("the target is the cohort store itself", "give another DuckDB file")
-    # A new file is written beside the target under a temporary name, committed chunk by chunk (memory
-    # stays flat under the store's cap) and renamed at the end. An existing file (--overwrite, --append)
-    # is changed in one transaction, whose key indexes DuckDB cannot spill: that connection keeps
-    # DuckDB's own memory limit.
+    # A new file is written beside the target under a temporary name, committed batch by batch and
+    # renamed at the end. A commit writes the batch's rows and key indexes to the file, whose blocks
+    # DuckDB may then evict: memory stays flat under the cap (a transaction holding one table's rows of a
+    # whole person chunk kept them and their index entries in memory: 0.25 GB more). An existing file
+    # (--overwrite, --append) is changed in one transaction: that connection keeps DuckDB's own limit.
     fresh = not target.exists()
     path_open = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial") if fresh else target
     try:
         con = duckdb.connect(
-            str(path_open), config=hardened_config(read_only=False, memory_limit=MEMORY_LIMIT if fresh else None)
+            str(path_open),
+            config=hardened_config(read_only=False, memory_limit=EXPORT_MEMORY_LIMIT if fresh else None),
         )
     except duckdb.Error as exc:
         msg = "is locked by another process" if "lock" in str(exc).lower() else "cannot be opened"
@@ -270,7 +275,8 @@ def _write_duckdb(
         for name in WRITE_ORDER:
             if name not in existing:
                 con.execute(create_table_sql(name, "duckdb", f"{_q(schema)}.", inline_fks=True))
-        for name, rows in iter_tables(store):
+        pending = 0
+        for name, rows, _ in iter_tables(store):
             rows = offsets.apply(name, rows)
             cols = ", ".join(_q(c) for c in rows.column_names)
             con.register("_rows", rows)
@@ -282,9 +288,11 @@ def _write_duckdb(
             )
             con.execute(f"INSERT INTO {_q(schema)}.{_q(name)} ({cols}) SELECT {cols} FROM _rows{keep}")
             con.unregister("_rows")
-            if fresh:  # tables come parents first, chunk by chunk: every commit leaves the keys whole
+            pending += rows.num_rows
+            if fresh and pending >= COMMIT_ROWS:  # parents come before their children: a commit keeps keys whole
                 con.commit()
                 con.begin()
+                pending = 0
             result.rows[name] = result.rows.get(name, 0) + rows.num_rows
             if progress:
                 progress(name, rows.num_rows)

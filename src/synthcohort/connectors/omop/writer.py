@@ -21,6 +21,7 @@ VOCABULARY_ORDER = ("concept", "vocabulary", "concept_ancestor", "concept_relati
 WRITE_ORDER = (*VOCABULARY_ORDER, "cdm_source", *cdm.LOAD_ORDER)
 CHUNK_PERSONS = 10_000
 VOCAB_BATCH = 100_000
+BATCH_ROWS = 100_000
 Progress = Callable[[str, int], None]
 
 
@@ -84,17 +85,17 @@ def cdm_source_row(store: CohortStore) -> pa.Table:
     return pa.Table.from_pylist([row], schema=schema)
 
 
-def iter_tables(store: CohortStore, chunk_persons: int = CHUNK_PERSONS) -> Iterator[tuple[str, pa.Table]]:
-    """(table, rows) in write order: vocabulary, cdm_source, then clinical tables person chunk by chunk."""
+def iter_tables(store: CohortStore, chunk_persons: int = CHUNK_PERSONS) -> Iterator[tuple[str, pa.Table, bool]]:
+    """(table, rows, last) in write order: vocabulary, cdm_source, then clinical tables person chunk by chunk.
+    Rows come in batches of at most BATCH_ROWS (never a whole table or chunk at once); ``last`` marks the
+    final batch of a vocabulary batch, of cdm_source, or of one table's rows in a person chunk."""
     for name in VOCABULARY_ORDER:
         reader = store.con.cursor().sql(f'SELECT * FROM "{name}" ORDER BY 1').to_arrow_reader(VOCAB_BATCH)
         for batch in reader:
-            yield name, pa.Table.from_batches([batch])
-    yield "cdm_source", cdm_source_row(store)
-    for chunk in store.iter_person_chunks(chunk_persons, tables=cdm.LOAD_ORDER):
-        for name in cdm.LOAD_ORDER:
-            if chunk[name].num_rows:
-                yield name, chunk[name]
+            yield name, pa.Table.from_batches([batch]), True
+    yield "cdm_source", cdm_source_row(store), True
+    for name, batch, last in store.iter_person_batches(chunk_persons, cdm.LOAD_ORDER, BATCH_ROWS):
+        yield name, pa.Table.from_batches([batch]), last
 
 
 def rows_to_write(store: CohortStore) -> int:
