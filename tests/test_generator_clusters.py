@@ -127,6 +127,10 @@ def test_concepts_chosen_together_keep_count_and_shares() -> None:
     chosen = choose_concepts(counts, np.asarray(shares), eligible, rng)
     assert (chosen.sum(axis=1) == np.minimum(counts, eligible.sum(axis=1))).all()  # exactly as many as drawn
     assert not chosen[~eligible].any()
+    # a count left with one eligible concept whose share at that count is nil still gets it
+    lone = np.zeros((50, 3), dtype=bool)
+    lone[:, 2] = True
+    assert choose_concepts(np.full(50, 2), np.asarray(shares), lone, rng)[:, 2].all()
     assert 0.77 < chosen[:3000, 0].mean() < 0.83  # concept 7 for 80 % of the one-concept persons
     codes = choose_codes(chosen, concept, np.asarray(recorded), np.ones((len(counts), 4), dtype=bool), rng)
     assert (codes[:, [0, 2]].any(axis=1) == chosen[:, 0]).all()  # a chosen concept is recorded at least once

@@ -13,7 +13,12 @@ MAX_PERSONS = 100_000_000
 @click.option("-n", "n", required=True, help="Number of synthetic persons.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Synthetic store to create.")
 @click.option("--seed", default="0", show_default=True, help="Seed (a whole number): same model + seed, same output.")
-@click.option("--where", "where", multiple=True, help="Condition, e.g. sex=F, age=40-60, condition=201826+.")
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    help="Condition, e.g. sex=F, age=40-60 (at the end of observation), condition=201826+.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 def command(model_dir: str, n: str, output: str, seed: str, where: tuple[str, ...], overwrite: bool) -> None:
     """Generate N synthetic persons from a fitted model (optionally only those meeting --where)."""

@@ -23,7 +23,6 @@ from synthcohort.errors import ConfigError, InputError, ModelError
 from synthcohort.generator import modelfile, rules
 from synthcohort.generator import where as where_mod
 from synthcohort.generator.chunk import DATES, Chunk, select_persons
-from synthcohort.generator.safeguards import year_of
 from synthcohort.generator.split import split_cohort, split_paths, store_fingerprint
 from synthcohort.generator.training import TrainingData, load_training
 from synthcohort.generator.writer import SyntheticWriter
@@ -224,7 +223,6 @@ class Engine:
         accepted = where_mod.expand(conditions, self.ancestors)
         self._check_where(conditions, accepted)
         guard = NearestGuard(self._guard_data())
-        ref_year = int(year_of(np.array([self.ref_day]))[0])
         counts: Counter[str] = Counter()
         with CohortStore.building(output, overwrite=overwrite) as store:
             writer = SyntheticWriter(store)
@@ -237,7 +235,7 @@ class Engine:
                     piece = self._sample(want - got, rng, conditions, accepted)
                     piece = self._reanchor(piece, rng, jitter_days)
                     piece = rules.enforce(piece, today=self.ref_day, counts=counts)
-                    keep = where_mod.matches(piece, conditions, accepted, ref_year)
+                    keep = where_mod.matches(piece, conditions, accepted)
                     counts["rejected_where"] += len(piece["person"]) - len(keep)
                     piece = select_persons(piece, keep)
                     near = guard.too_near(piece)

@@ -233,9 +233,9 @@ def choose_concepts(
     patterns, which = np.unique(np.column_stack([c, eligible]), axis=0, return_inverse=True)
     probs = np.zeros((len(patterns), n))
     for i, (ci, *ok) in enumerate(patterns):
-        if ci > 0:
+        if ci > 0:  # scaled among the eligible concepts only, so that they sum to the count
             mask = np.asarray(ok, dtype=bool)
-            probs[i] = _scaled(table[ci] * mask, int(ci)) * mask
+            probs[i, mask] = _scaled(table[ci][mask], int(ci))
     p = probs[which.ravel()]
     order = np.argsort(rng.random((m, n)), axis=1)
     cum = np.cumsum(np.take_along_axis(p, order, axis=1), axis=1)

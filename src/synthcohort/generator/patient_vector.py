@@ -129,16 +129,15 @@ def build_matrix(data: TrainingData, layout: Layout) -> np.ndarray:
     ids = pd.Index(persons["person_id"])
     n = len(ids)
     x = np.zeros((n, len(layout.variables)))
-    ref_year = int(year_of(np.array([data.ref_day]))[0])
-    age = np.clip(ref_year - year_of(persons["birth_day"].to_numpy()), 0, TOP_AGE)
+    periods = data.periods.set_index("person_id").reindex(ids)
+    birth = persons["birth_day"].to_numpy(dtype="float64")
+    end = np.maximum(periods["end"].to_numpy(dtype="float64"), birth)
+    age = np.clip(year_of(end) - year_of(birth), 0, TOP_AGE)  # at the end of observation
     x[:, 0] = pd.Index(layout.genders).get_indexer(pd.Index(persons["gender_concept_id"]))
     x[:, 1] = age // 5
     x[:, 2] = np.where(age >= TOP_AGE, 0, age % 5)
     x[:, 3] = pd.Index(layout.races).get_indexer(pd.Index(persons["race_concept_id"]))
     x[:, 4] = pd.Index(layout.ethnicities).get_indexer(pd.Index(persons["ethnicity_concept_id"]))
-    periods = data.periods.set_index("person_id").reindex(ids)
-    birth = persons["birth_day"].to_numpy(dtype="float64")
-    end = np.maximum(periods["end"].to_numpy(dtype="float64"), birth)
     start = np.clip(periods["start"].to_numpy(dtype="float64"), birth, end)
     x[:, 5] = data.ref_day - end
     x[:, 6] = np.where(end > birth, (start - birth) / np.maximum(end - birth, 1), 0.0)

@@ -155,13 +155,16 @@ def prepare(
             "use a larger cohort",
         )
     periods = periods.loc[members].reset_index()
-    periods["start"] = np.maximum(periods["start"], persons["birth_day"])
-    ref_year = int(year_of(np.array([ref_day]))[0])
-    old = ref_year - year_of(persons["birth_day"].to_numpy()) >= TOP_AGE
+    # Ages are those at the end of observation (the last age the data shows, at death for the
+    # dead): 90 and over is top-coded there, not at the end of the data, where everyone born
+    # long ago, alive or not, would be over 90.
+    end_year = year_of(periods["end"].to_numpy())
+    old = end_year - year_of(persons["birth_day"].to_numpy()) >= TOP_AGE
     report["ages_top_coded"] = int(old.sum())
     persons.loc[old, "birth_day"] = persons.loc[old, "birth_day"] + (
-        (ref_year - TOP_AGE - year_of(persons.loc[old, "birth_day"].to_numpy())) * 365.25
+        (end_year[old] - TOP_AGE - year_of(persons.loc[old, "birth_day"].to_numpy())) * 365.25
     ).astype("int64")
+    periods["start"] = np.maximum(periods["start"], persons["birth_day"])
     for col in ("race_concept_id", "ethnicity_concept_id", "gender_concept_id"):
         persons[col] = rare_to_zero(persons[col], k)
     visits = visits[visits["person_id"].isin(members)].reset_index(drop=True)

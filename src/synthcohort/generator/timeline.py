@@ -7,7 +7,7 @@ import pandas as pd
 
 from synthcohort.generator.chunk import EVENT_DOMAINS, Chunk
 from synthcohort.generator.patient_vector import Layout, order_cluster_times
-from synthcohort.generator.safeguards import TOP_AGE
+from synthcohort.generator.safeguards import TOP_AGE, year_of
 from synthcohort.generator.timeline_stats import VALUE_LEVELS, value_cells
 from synthcohort.generator.training import EVENT_COLUMNS
 
@@ -28,11 +28,11 @@ def _choice(ids: np.ndarray, p: np.ndarray, n: int, rng: np.random.Generator) ->
     return ids[np.minimum(np.searchsorted(np.cumsum(p) / p.sum(), rng.random(n), side="right"), len(ids) - 1)]
 
 
-def _birth_days(x: np.ndarray, layout: Layout, ref_day: int, rng: np.random.Generator) -> np.ndarray:
-    ref_year = int(np.datetime64(int(ref_day), "D").astype("datetime64[Y]").astype(np.int64)) + 1970
+def _birth_days(x: np.ndarray, end: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A day in the year that gives each person their drawn age at the end of observation (never after that end)."""
     age = np.minimum(x[:, 1] * 5 + x[:, 2], TOP_AGE).astype(np.int64)
-    jan1 = ((ref_year - age - 1970).astype("datetime64[Y]").astype("datetime64[D]")).astype(np.int64)
-    return jan1 + rng.integers(0, 365, size=len(x))
+    jan1 = ((year_of(end) - age - 1970).astype("datetime64[Y]").astype("datetime64[D]")).astype(np.int64)
+    return np.minimum(jan1 + rng.integers(0, 365, size=len(x)), end)
 
 
 def _backwards(
@@ -99,8 +99,8 @@ def lay_out(
     m = len(x)
     pid = np.arange(m)
     order_cluster_times(x, layout, rng)
-    birth = _birth_days(x, layout, ref_day, rng)
-    end = np.maximum(ref_day - np.round(np.maximum(x[:, 5], 0)), birth)
+    end = ref_day - np.round(np.maximum(x[:, 5], 0))
+    birth = _birth_days(x, end, rng)
     start = birth + np.round(np.clip(x[:, 6], 0, 1) * (end - birth))
     chunk: Chunk = {
         "person": pd.DataFrame(

@@ -89,9 +89,7 @@ def expand(conditions: list[Condition], ancestors: pd.DataFrame) -> dict[Conditi
     return out
 
 
-def matches(
-    chunk: Chunk, conditions: list[Condition], accepted: dict[Condition, set[int]], ref_year: int
-) -> np.ndarray:
+def matches(chunk: Chunk, conditions: list[Condition], accepted: dict[Condition, set[int]]) -> np.ndarray:
     """Local ids of the chunk's persons that satisfy every condition."""
     person = chunk["person"]
     ok = np.ones(len(person), dtype=bool)
@@ -99,8 +97,10 @@ def matches(
     for cond in conditions:
         if cond.field == "gender":
             ok &= person["gender_concept_id"].to_numpy() == cond.concept
-        elif cond.field == "age":
-            age = ref_year - year_of(person["birth_day"].to_numpy(dtype="int64"))
+        elif cond.field == "age":  # at the end of observation, as the model draws it
+            end = chunk["observation_period"].groupby("person_id")["observation_period_end_date"].max()
+            end_day = end.reindex(person["person_id"]).to_numpy(dtype="int64")
+            age = year_of(end_day) - year_of(person["birth_day"].to_numpy(dtype="int64"))
             ok &= (age >= cond.low) & (age <= cond.high)
         elif cond.field in ("race", "ethnicity"):
             ok &= person[f"{cond.field}_concept_id"].to_numpy() == cond.concept
