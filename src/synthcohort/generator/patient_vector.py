@@ -62,7 +62,9 @@ def build_layout(data: TrainingData) -> Layout:
     genders = sorted(int(g) for g in data.persons["gender_concept_id"].unique())
     races = sorted(int(g) for g in data.persons["race_concept_id"].unique())
     eths = sorted(int(g) for g in data.persons["ethnicity_concept_id"].unique())
-    visit_types = [int(v) for v in data.visits["concept"].value_counts().index]
+    # most frequent first, ties by concept id: the layout does not depend on the order rows were read in
+    by_count = data.visits["concept"].value_counts().sort_index().sort_values(ascending=False, kind="stable")
+    visit_types = [int(v) for v in by_count.index]
     v: list[Variable] = [
         Variable("sex", "cat", len(genders)),
         Variable("age_band", "cat", N_BANDS),

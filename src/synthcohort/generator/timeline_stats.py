@@ -88,7 +88,7 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
     out["value_concept"] = np.zeros(n_codes, dtype=np.int64)
     for d, domain in enumerate(EVENT_DOMAINS):
         df = data.events[domain]
-        types = df["type"].value_counts()
+        types = df["type"].value_counts().sort_index().sort_values(ascending=False, kind="stable")  # ties by id
         types = types[types >= k] if (types >= k).any() else types.iloc[:1]
         out[f"type_ids_{d}"] = types.index.to_numpy(dtype=np.int64)
         out[f"type_p_{d}"] = (types / types.sum()).to_numpy(dtype="float64")
