@@ -9,7 +9,7 @@ from pathlib import Path
 
 from synthcohort import cdm
 from synthcohort.cohort import hardened_config
-from synthcohort.errors import InputError
+from synthcohort.errors import InputError, SourceError
 
 VALID_GENDERS = (8507, 8532, 8551, 8570, 8521)
 MIN_YEAR_OF_BIRTH = 1850
@@ -67,43 +67,69 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def check_omop(
-    scalar: Scalar,
+@dataclass(frozen=True)
+class Query:
+    """The SQL that counts one check's violations."""
+
+    rule: str
+    table: str
+    column: str | None
+    sql: str
+
+    @property
+    def name(self) -> str:
+        return Check(self.rule, self.table, self.column, 0).name
+
+
+class OutOfMemory(Exception):
+    """A check's query needed more memory than its connection may use (raised by a scalar function)."""
+
+
+# Every query is shaped so that what it holds can spill to disk under the 512 MB DuckDB memory limit
+# of a store connection (cohort.MEMORY_LIMIT). A grouping that only de-duplicates keys, which is what
+# count(DISTINCT ...) and a decorrelated NOT EXISTS build, asks for its hash table in one piece: 128 MB
+# (256 MB with one thread) for the 25,000,000 ids of a table of 1,000,000 persons, which fails under
+# the limit instead of spilling (DuckDB 2.0). A grouping with a count, and a LEFT JOIN keeping the rows
+# that match nothing, count the same and spill.
+def check_queries(
     tables: Iterable[str],
     *,
     prefix: str = "",
     expect_cdm_source: bool = True,
     today: dt.date | None = None,
-) -> list[Check]:
-    """Run every check through ``scalar`` (a function returning one integer for a SQL query)."""
+) -> list[Query]:
+    """The queries of every check that applies to ``tables``, each returning one integer."""
     present = set(tables)
     t = {name: f"{prefix}{_q(name)}" for name in present}
-    checks: list[Check] = []
+    queries: list[Query] = []
 
     def add(rule: str, table: str, column: str | None, sql: str) -> None:
-        checks.append(Check(rule, table, column, int(scalar(sql) or 0)))
+        queries.append(Query(rule, table, column, sql))
 
     for name in sorted(present):
         spec = cdm.table(name)
         if spec.primary_key:
             pk = _q(spec.primary_key)
+            # count(pk) - count(DISTINCT pk): each key present n > 1 times adds n - 1.
             add(
                 "primary_key_unique",
                 name,
                 spec.primary_key,
-                f"SELECT count({pk}) - count(DISTINCT {pk}) FROM {t[name]}",
+                f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {t[name]} WHERE {pk} IS NOT NULL "
+                f"GROUP BY {pk} HAVING count(*) > 1) d",
             )
         for col in spec.columns:
             if col.required:
                 add("required_not_null", name, col.name, f"SELECT count(*) FROM {t[name]} WHERE {_q(col.name)} IS NULL")
             ref = col.references
             if ref and ref[0] in present and (ref[0] != "concept" or name != "concept"):
+                # Rows whose value matches no row of the referenced table (each counted once).
                 add(
                     "foreign_key_resolves",
                     name,
                     col.name,
-                    f"SELECT count(*) FROM {t[name]} x WHERE x.{_q(col.name)} IS NOT NULL AND NOT EXISTS "
-                    f"(SELECT 1 FROM {t[ref[0]]} r WHERE r.{_q(ref[1])} = x.{_q(col.name)})",
+                    f"SELECT count(*) FROM {t[name]} x LEFT JOIN {t[ref[0]]} r ON r.{_q(ref[1])} = x.{_q(col.name)} "
+                    f"WHERE x.{_q(col.name)} IS NOT NULL AND r.{_q(ref[1])} IS NULL",
                 )
     if expect_cdm_source and "cdm_source" in present:
         add(
@@ -127,53 +153,70 @@ def check_omop(
             "gender_concept_id",
             f"SELECT count(*) FROM {t['person']} WHERE gender_concept_id NOT IN ({genders})",
         )
-        checks.extend(_event_checks(scalar, present, t))
+        queries.extend(_event_queries(present, t))
+    return queries
+
+
+def check_omop(
+    scalar: Scalar,
+    tables: Iterable[str],
+    *,
+    prefix: str = "",
+    expect_cdm_source: bool = True,
+    today: dt.date | None = None,
+) -> list[Check]:
+    """Run every check through ``scalar`` (a function returning one integer for a SQL query)."""
+    checks: list[Check] = []
+    for q in check_queries(tables, prefix=prefix, expect_cdm_source=expect_cdm_source, today=today):
+        try:
+            violations = int(scalar(q.sql) or 0)
+        except OutOfMemory:
+            raise SourceError(
+                f"the check {q.name} ran out of memory (DuckDB's memory limit)",
+                "report it, with the rows per table ('synthcohort info' shows them for a cohort store)",
+            ) from None
+        checks.append(Check(q.rule, q.table, q.column, violations))
     return checks
 
 
-def _event_checks(scalar: Scalar, present: set[str], t: dict[str, str]) -> list[Check]:
+def _event_queries(present: set[str], t: dict[str, str]) -> list[Query]:
     birth = (
         "make_date(p.year_of_birth, CASE WHEN p.month_of_birth BETWEEN 1 AND 12 THEN p.month_of_birth ELSE 1 END, "
         "CASE WHEN p.day_of_birth BETWEEN 1 AND 28 THEN p.day_of_birth ELSE 1 END)"
     )
     periods = {"observation_period": ("observation_period_start_date", "observation_period_end_date")}
     events = {name: (start, end) for name, (_, start, end) in cdm.EVENT_TABLES.items()} | periods
-    out: list[Check] = []
+    out: list[Query] = []
     for name, (start, end) in events.items():
         if name not in present:
             continue
         s = f"e.{_q(start)}"
         base = f"FROM {t[name]} e JOIN {t['person']} p ON p.person_id = e.person_id"
-        out.append(Check("not_before_birth", name, start, scalar(f"SELECT count(*) {base} WHERE {s} < {birth}")))
+        out.append(Query("not_before_birth", name, start, f"SELECT count(*) {base} WHERE {s} < {birth}"))
         if "death" in present:
             out.append(
-                Check(
+                Query(
                     "not_after_death",
                     name,
                     start,
-                    scalar(
-                        f"SELECT count(*) {base} WHERE {s} > (SELECT min(d.death_date) FROM {t['death']} d "
-                        f"WHERE d.person_id = e.person_id) + INTERVAL '{DEATH_GRACE_DAYS} days'"
-                    ),
+                    f"SELECT count(*) {base} WHERE {s} > (SELECT min(d.death_date) FROM {t['death']} d "
+                    f"WHERE d.person_id = e.person_id) + INTERVAL '{DEATH_GRACE_DAYS} days'",
                 )
             )
         if end:
             out.append(
-                Check(
-                    "start_before_end", name, end, scalar(f"SELECT count(*) FROM {t[name]} e WHERE e.{_q(end)} < {s}")
-                )
+                Query("start_before_end", name, end, f"SELECT count(*) FROM {t[name]} e WHERE e.{_q(end)} < {s}")
             )
         if name != "observation_period" and "observation_period" in present:
+            # Events inside none of their person's periods (each counted once, however many periods overlap).
             out.append(
-                Check(
+                Query(
                     "inside_observation_period",
                     name,
                     start,
-                    scalar(
-                        f"SELECT count(*) FROM {t[name]} e WHERE NOT EXISTS (SELECT 1 FROM {t['observation_period']} o "
-                        f"WHERE o.person_id = e.person_id AND {s} BETWEEN o.observation_period_start_date "
-                        "AND o.observation_period_end_date)"
-                    ),
+                    f"SELECT count(*) FROM {t[name]} e LEFT JOIN {t['observation_period']} o "
+                    f"ON o.person_id = e.person_id AND {s} BETWEEN o.observation_period_start_date "
+                    "AND o.observation_period_end_date WHERE o.person_id IS NULL",
                 )
             )
     return out
@@ -192,8 +235,13 @@ def validate_omop(target: str, *, schema: str | None = None) -> ValidationResult
 
 
 def _duck_scalar(con: object) -> Scalar:
+    import duckdb
+
     def run(sql: str) -> int:
-        rows = con.execute(sql).fetchall()  # type: ignore[attr-defined]
+        try:
+            rows = con.execute(sql).fetchall()  # type: ignore[attr-defined]
+        except duckdb.OutOfMemoryException:
+            raise OutOfMemory from None
         row = rows[0] if rows else None
         return int(row[0]) if row and row[0] is not None else 0
 
