@@ -413,7 +413,10 @@ def test_evaluation_refuses_a_split_rewritten_by_another_fit(synthea_1k_store: P
         evaluate(cohort, tmp_path / "s.duckdb")
 
 
-@pytest.mark.parametrize("field", ["cluster_places", "cluster_order_share", "clusters"])
+@pytest.mark.parametrize(
+    "field",
+    ["cluster_places", "cluster_order_share", "clusters", "cluster_days", "cluster_concepts", "cluster_same_day"],
+)
 def test_model_with_consistent_checksums_but_bad_clusters_is_refused(
     fitted: tuple[Path, Path], tmp_path: Path, field: str
 ) -> None:

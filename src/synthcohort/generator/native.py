@@ -191,13 +191,7 @@ class NativeEngine(Engine):
         if (
             not check_stats(self.stats, n_codes, len(self.layout.visit_types))
             or len(self.layout.code_vars) != n_codes
-            or not len(self.layout.clusters) == len(self.layout.cluster_vars) == len(self.layout.cluster_places)
-            or any(len(m) != len(p) for m, p in zip(self.layout.clusters, self.layout.cluster_places, strict=False))
-            or len(self.layout.cluster_order_share) != len(self.layout.clusters)
-            or any(not 0 <= share <= 1 for share in self.layout.cluster_order_share)
-            or not self._clusters_fit()
-            or any(not 0 <= place < len(p) for p in self.layout.cluster_places for place in p)
-            or any(not 0 <= i < n_codes for members in self.layout.clusters for i in members)
+            or not self._clusters_fit(n_codes)
             or self.quota.shape != (len(self.layout.genders), N_BANDS)
             or (self.quota < 0).any()
             or self.quota.sum() <= 0
@@ -207,23 +201,36 @@ class NativeEngine(Engine):
         self.code_persons = self.codes["persons"].to_numpy()
         self.codes = pd.DataFrame(self.codes)
 
-    def _clusters_fit(self) -> bool:
-        """Each cluster's concepts, shares and recorded shares have the sizes its codes imply, within 0..1."""
+    def _clusters_fit(self, n_codes: int) -> bool:
+        """Every cluster's parts have the sizes its codes imply, with places, groups and shares in range."""
         lay = self.layout
-        parts = (lay.cluster_concepts, lay.cluster_shares, lay.cluster_recorded, lay.cluster_days, lay.cluster_same_day)
+        parts = (
+            lay.cluster_vars,
+            lay.cluster_concepts,
+            lay.cluster_days,
+            lay.cluster_same_day,
+            lay.cluster_places,
+            lay.cluster_order_share,
+            lay.cluster_shares,
+            lay.cluster_recorded,
+        )
         if any(len(part) != len(lay.clusters) for part in parts):
             return False
-        for members, concept, shares, recorded, days, same_day in zip(lay.clusters, *parts, strict=True):
+        for members, _, concept, days, same_day, places, order, shares, recorded in zip(
+            lay.clusters, *parts, strict=True
+        ):
             n = len(set(concept))
             table, rec = np.asarray(shares, dtype="float64"), np.asarray(recorded, dtype="float64")
             together = np.asarray(same_day, dtype="float64")
             if (
-                len(concept) != len(members)
+                not all(0 <= i < n_codes for i in members)
+                or not len(concept) == len(days) == len(places) == len(members)
                 or sorted(set(concept)) != list(range(n))
+                or sorted(set(days)) != list(range(len(same_day)))
+                or sorted(places) != list(range(len(members)))
+                or not 0 <= order <= 1
                 or (table.size > 0 and (table.shape != (n + 1, n) or rec.shape != (len(members),)))
                 or (table.size == 0 and rec.size > 0)
-                or len(days) != len(members)
-                or sorted(set(days)) != list(range(len(same_day)))
                 or not all(np.all((a >= 0) & (a <= 1)) for a in (table, rec, together))
             ):
                 return False
