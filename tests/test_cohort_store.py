@@ -103,3 +103,15 @@ def test_open_refuses_non_store(tmp_path: Path) -> None:
     duckdb.connect(str(other)).close()
     with pytest.raises(InputError, match="not a cohort store"):
         CohortStore.open(other)
+
+
+def test_only_a_held_lock_reads_as_locked() -> None:
+    """An out-of-memory error speaks of blocks; it must not be reported as a file held by another process."""
+    import duckdb
+
+    from synthcohort.cohort import held_by_another_process
+
+    held = duckdb.IOException('Could not set lock on file "s.duckdb": Conflicting lock is held in python (PID 7)')
+    assert held_by_another_process(held)
+    oom = duckdb.OutOfMemoryException("failed to allocate block of size 256.0 KiB (0 bytes/256.0 KiB used)")
+    assert not held_by_another_process(oom)

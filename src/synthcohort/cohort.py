@@ -70,11 +70,18 @@ def _reason(exc: BaseException) -> str:
     return next((w for w in _FULL_WORDS if w in str(exc).lower()), "input/output error")
 
 
+def held_by_another_process(exc: BaseException) -> bool:
+    """DuckDB could not open a file because another process holds its lock (not any message that
+    merely contains "lock": an out-of-memory error speaks of blocks)."""
+    text = str(exc).lower()
+    return "could not set lock" in text or "conflicting lock" in text
+
+
 def _connect(path: Path, read_only: bool, memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(path), config=hardened_config(read_only, memory_limit))
     except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
+        if held_by_another_process(exc):
             raise SourceError(
                 f"the cohort store {path.name} is locked by another process",
                 "close the other program using it, then run again",

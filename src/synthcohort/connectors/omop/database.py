@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
-from synthcohort.cohort import hardened_config
+from synthcohort.cohort import hardened_config, held_by_another_process
 from synthcohort.errors import (
     DependencyMissing,
     InputError,
@@ -96,7 +96,7 @@ def classify(exc: BaseException, where: str) -> Exception:
             f"{where} is a view that reads files or URLs outside the database; the tool does not follow those",
             "turn the view into a table in the source database",
         )
-    if "lock" in text and ("conflicting" in text or "could not set lock" in text):
+    if held_by_another_process(getattr(exc, "orig", None) or exc):
         return SourceError(f"{where} is locked by another process", "close the program holding it, then run again")
     if (code and code.startswith("22")) or isinstance(exc, sa.exc.DataError):
         return InputError(

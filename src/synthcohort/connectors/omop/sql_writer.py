@@ -18,7 +18,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from synthcohort import cdm
-from synthcohort.cohort import EXPORT_MEMORY_LIMIT, CohortStore, hardened_config
+from synthcohort.cohort import EXPORT_MEMORY_LIMIT, CohortStore, hardened_config, held_by_another_process
 from synthcohort.connectors.omop.writer import VOCABULARY_ORDER, WRITE_ORDER, Progress, WriteResult, iter_tables
 from synthcohort.errors import ConfigError, DependencyMissing, TargetError
 from synthcohort.secrets import display_url, parse_url, resolve_password
@@ -259,7 +259,7 @@ def _write_duckdb(
             config=hardened_config(read_only=False, memory_limit=EXPORT_MEMORY_LIMIT if fresh else None),
         )
     except duckdb.Error as exc:
-        msg = "is locked by another process" if "lock" in str(exc).lower() else "cannot be opened"
+        msg = "is locked by another process" if held_by_another_process(exc) else "cannot be opened"
         raise TargetError(
             f"the DuckDB target {target.name} {msg}", "close the program holding it, then run again"
         ) from None
