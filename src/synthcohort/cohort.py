@@ -19,7 +19,6 @@ from synthcohort.errors import InputError, SourceError, TargetError
 META_TABLE = "synthcohort_meta"
 STORE_TABLES = cdm.CLINICAL_TABLES + cdm.METADATA_TABLES + cdm.VOCABULARY_TABLES
 
-PersonChunk = dict[str, pa.Table]
 _SPACE_HINT = "check free space and write permission on the target folder"
 
 
@@ -269,24 +268,14 @@ class CohortStore:
         ).fetchall()
         return [(int(lo), int(hi)) for lo, hi in rows]
 
-    def iter_person_chunks(
-        self, chunk_size: int = 10_000, tables: Iterable[str] = cdm.CLINICAL_TABLES
-    ) -> Iterator[PersonChunk]:
-        """Yield every clinical table's rows, a range of persons at a time (memory stays flat)."""
-        wanted = list(tables)
-        for lo, hi in self.person_ranges(chunk_size):
-            yield {
-                name: self.query_arrow(f'SELECT * FROM "{name}" WHERE person_id BETWEEN ? AND ? ORDER BY 1', [lo, hi])
-                for name in wanted
-            }
-
     def iter_person_batches(
         self, chunk_size: int = 10_000, tables: Iterable[str] = cdm.CLINICAL_TABLES, batch_rows: int = 100_000
     ) -> Iterator[tuple[str, pa.RecordBatch, bool]]:
-        """The rows of :meth:`iter_person_chunks`, in the same order, as (table, batch, last) with at most
-        ``batch_rows`` rows a batch and ``last`` on the final batch of a table's rows in a range. A range's
-        table is streamed out of DuckDB, never held whole: memory depends neither on the number of persons
-        nor on the range size."""
+        """Every clinical table's rows, a range of ``chunk_size`` persons at a time (tables in the given
+        order inside a range, rows in key order), as (table, batch, last) with at most ``batch_rows`` rows
+        a batch and ``last`` on the final batch of a table's rows in a range. A range's table is streamed
+        out of DuckDB, never held whole: memory depends neither on the number of persons nor on the range
+        size."""
         wanted = list(tables)
         for lo, hi in self.person_ranges(chunk_size):
             for name in wanted:
