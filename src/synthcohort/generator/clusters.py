@@ -175,6 +175,12 @@ def concepts_of(keys: np.ndarray) -> list[int]:
     return pd.factorize(np.abs(keys.astype(np.int64)))[0].tolist()
 
 
+def by_concept(held: np.ndarray, concept: np.ndarray) -> np.ndarray:
+    """Persons x concepts: whether the person holds any of the concept's codes (``held`` is persons x
+    codes, ``concept`` each code's concept as ``concepts_of`` numbers them)."""
+    return np.column_stack([held[:, concept == u].any(axis=1) for u in range(int(concept.max()) + 1)])
+
+
 def membership(held: np.ndarray, concept: np.ndarray, k: int) -> tuple[list[list[float]], list[float]]:
     """Which concepts of a cluster go together, and how each concept is recorded.
 
@@ -193,7 +199,7 @@ def membership(held: np.ndarray, concept: np.ndarray, k: int) -> tuple[list[list
     n = int(concept.max()) + 1
     if n > CHOSEN_TOGETHER:
         return [], []
-    per_concept = np.column_stack([held[:, concept == u].any(axis=1) for u in range(n)])
+    per_concept = by_concept(held, concept)
     holders = per_concept[:, concept]
     recorded = ((held & holders).sum(axis=0) / np.maximum(holders.sum(axis=0), 1)).tolist()
     count = per_concept.sum(axis=1)

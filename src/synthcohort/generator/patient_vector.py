@@ -9,6 +9,7 @@ import pandas as pd
 
 from synthcohort.generator.chunk import EVENT_DOMAINS
 from synthcohort.generator.clusters import (
+    by_concept,
     choose_codes,
     choose_concepts,
     concept_clusters,
@@ -169,8 +170,7 @@ def build_matrix(data: TrainingData, layout: Layout) -> np.ndarray:
     counts_m = x[:, np.asarray(layout.code_vars, dtype=np.int64)]
     x[:, timing] = np.where(counts_m > 0, x[:, timing], -1.0)
     for members, concept, j in zip(layout.clusters, layout.cluster_concepts, layout.cluster_vars, strict=True):
-        held = counts_m[:, members] > 0
-        x[:, j] = sum(held[:, np.asarray(concept) == u].any(axis=1) for u in range(max(concept) + 1))
+        x[:, j] = by_concept(counts_m[:, members] > 0, np.asarray(concept)).sum(axis=1)
     return x
 
 
@@ -240,7 +240,7 @@ def choose_cluster_codes(x: np.ndarray, layout: Layout, rng: np.random.Generator
         cols = [layout.code_vars[i] for i in members]
         unit = np.asarray(concept)
         code_ok = np.column_stack([x[:, layout.variables[c].given] > 0 for c in cols])
-        concept_ok = np.column_stack([code_ok[:, unit == u].any(axis=1) for u in range(len(shares[0]))])
+        concept_ok = by_concept(code_ok, unit)
         chosen = choose_concepts(x[:, j], np.asarray(shares), concept_ok, rng)
         codes = choose_codes(chosen, unit, np.asarray(recorded), code_ok, rng)
         held.update(zip(cols, codes.T, strict=True))
