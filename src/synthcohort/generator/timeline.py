@@ -69,7 +69,7 @@ def _visit_days(
     The window (first to last visit) is learned by the model jointly with age and the rest; the
     gaps by rate and era. A sum of drawn gaps rarely matches the window, and stretching the gaps
     to fit bends their distribution; so CANDIDATES sequences are drawn per person and the one
-    whose span comes nearest the window is kept, then scaled the small rest of the way (never
+    whose span comes nearest the window is kept, then fitted the small rest of the way (never
     reaching before birth).
     """
     m = len(n_vis)
@@ -85,10 +85,30 @@ def _visit_days(
     rep_start = np.cumsum(n_rep) - n_rep
     within = np.arange(int(n_vis.sum())) - np.repeat(np.cumsum(n_vis) - n_vis, n_vis)
     pick = np.repeat(rep_start[best], n_vis) + within
-    days = days[pick]
     total = end - first[best]
     span = np.where(total > 0, np.minimum(want, end - birth), 0.0)
-    scale = np.repeat(span / np.maximum(total, 1.0), n_vis)
+    return _fit_span(days[pick], n_vis, end, total, span)
+
+
+def _fit_span(days: np.ndarray, n_vis: np.ndarray, end: np.ndarray, total: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """Visit days (ascending per person, the last on ``end``, the first ``total`` days before) moved
+    so that the first is ``span`` days before the last.
+
+    The difference goes to the person's longest gap when that gap stays at least a day long, so
+    the other gaps keep their real lengths (monthly and yearly visits stay monthly and yearly);
+    otherwise every gap is scaled.
+    """
+    if not len(days):
+        return days
+    person = np.repeat(np.arange(len(n_vis)), n_vis)
+    gap = np.diff(days, prepend=-np.inf)
+    gap[(np.cumsum(n_vis) - n_vis)[n_vis > 0]] = -np.inf
+    longest_end = np.lexsort((gap, person))[np.maximum(np.cumsum(n_vis) - 1, 0)]  # the visit closing it
+    delta = span - total
+    widen = (n_vis >= 2) & (gap[longest_end] + delta >= 1.0)
+    before_longest = np.arange(len(days)) < np.repeat(longest_end, n_vis)
+    days = days - np.repeat(np.where(widen, delta, 0.0), n_vis) * before_longest
+    scale = np.repeat(np.where(widen, 1.0, span / np.maximum(total, 1.0)), n_vis)
     v_end = np.repeat(end, n_vis)
     return np.minimum(v_end - np.round((v_end - days) * scale), v_end)
 
