@@ -196,24 +196,30 @@ class CohortStore:
         return dict(self.con.execute(f'SELECT key, value FROM "{META_TABLE}" ORDER BY key').fetchall())
 
     # -- writing -------------------------------------------------------------------
-    def append(self, table: str, data: pa.Table | pa.RecordBatch | Any) -> int:
-        """Append rows (Arrow or pandas) to a CDM table; columns the store may not hold are dropped."""
+    def append(self, table: str, data: pa.Table | pa.RecordBatch | duckdb.DuckDBPyRelation | Any) -> int:
+        """Append rows (Arrow, pandas, or a query of this store's connection, read as it is inserted) to a CDM
+        table; columns the store may not hold are dropped. Returns the rows appended."""
         spec = cdm.table(table)
-        batch = (
-            data if isinstance(data, pa.Table | pa.RecordBatch) else pa.Table.from_pandas(data, preserve_index=False)
-        )
-        present = set(batch.schema.names)
+        if isinstance(data, duckdb.DuckDBPyRelation):
+            rows, present = data, set(data.columns)
+        else:
+            rows = (
+                data
+                if isinstance(data, pa.Table | pa.RecordBatch)
+                else pa.Table.from_pandas(data, preserve_index=False)
+            )
+            present = set(rows.schema.names)
         allowed = [c for c in spec.stored_columns if c in present]
         if not allowed:
             return 0
         select = ", ".join(f'CAST("{c}" AS {spec.column(c).duckdb_type}) AS "{c}"' for c in allowed)
         col_list = ", ".join(f'"{c}"' for c in allowed)
-        self.con.register("_incoming", batch)
+        self.con.register("_incoming", rows)
         try:
-            self.con.execute(f'INSERT INTO "{table}" ({col_list}) SELECT {select} FROM _incoming')
+            inserted = self.con.execute(f'INSERT INTO "{table}" ({col_list}) SELECT {select} FROM _incoming').fetchone()
         finally:
             self.con.unregister("_incoming")
-        return batch.num_rows
+        return int(inserted[0]) if inserted else 0
 
     # -- reading -------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

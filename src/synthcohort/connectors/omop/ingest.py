@@ -1,4 +1,9 @@
-"""Load source rows into a cohort store: fresh dense ids, foreign keys remapped, rule breakers quarantined."""
+"""Load source rows into a cohort store: fresh dense ids, foreign keys remapped, rule breakers quarantined.
+
+The store depends on the source's content only, never on the order its rows arrive in nor on how they are cut into
+batches (a database or a multi-threaded scan may deliver them in any order): events are staged for a whole table, then
+numbered in the order of their person, start and other values, the source id breaking ties between equal rows.
+"""
 
 from __future__ import annotations
 
@@ -57,6 +62,11 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _by_content(columns: Iterable[str], alias: str = "") -> str:
+    """An ORDER BY list of ``columns`` (each once, first place kept): rows it leaves tied are equal in all of them."""
+    return ", ".join(alias + _q(c) for c in dict.fromkeys(columns))
+
+
 class Ingest:
     """Feeds Arrow batches of source rows into a store. Source ids live only in TEMP maps, never in the file."""
 
@@ -69,6 +79,7 @@ class Ingest:
         self._salt = keyed_digest(b"synthcohort: person order")
         self._max_year = (today or dt.date.today()).year
         self._persons_done = False
+        self._staged_columns: list[str] = []
         self.con.execute("CREATE TEMP TABLE _pmap (src BIGINT, id BIGINT, birth DATE, death DATE)")
         self.con.execute("CREATE TEMP TABLE _vmap (src BIGINT PRIMARY KEY, id BIGINT)")
 
@@ -87,12 +98,15 @@ class Ingest:
             elif name == "death":
                 self.con.execute("CREATE OR REPLACE TEMP TABLE _src_death AS SELECT * FROM death WHERE false")
                 self.con.execute("ALTER TABLE _src_death ADD COLUMN _src BIGINT")
+            self._staged_columns = []
             yield
             if name == "person":
                 self._finish_persons()
             elif name == "death":
                 self._finish_deaths()
-            elif name == "observation_period":
+            else:
+                self._number_events(name)
+            if name == "observation_period":
                 self._merge_overlapping_periods()
             self.con.commit()
         except BaseException:
@@ -140,7 +154,7 @@ class Ingest:
 
     def _append(self, name: str, select: str) -> None:
         """Every row reaches the store through CohortStore.append, which keeps only storable columns."""
-        self.store.append(name, self.con.sql(select).to_arrow_table())
+        self.store.append(name, self.con.sql(select))
 
     def _finish_persons(self) -> None:
         dups = self._count("SELECT count(*) - count(DISTINCT _src) FROM _src_person WHERE _src IS NOT NULL")
@@ -180,9 +194,11 @@ class Ingest:
         self._persons_done = True
 
     def _finish_deaths(self) -> None:
+        death_columns = [c for c in cdm.table("death").stored_columns if c != "person_id"]
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE _d AS SELECT d.*, m.id AS _pid, m.birth AS _birth, "
-            "row_number() OVER (PARTITION BY d._src ORDER BY d.death_date) AS _rank, "
+            f"row_number() OVER (PARTITION BY d._src ORDER BY {_by_content(['death_date', *death_columns], 'd.')}) "
+            "AS _rank, "
             "CASE WHEN m.src IS NULL THEN 'person_missing' WHEN m.id IS NULL THEN 'person_quarantined' "
             "WHEN d.death_date IS NULL THEN 'death_date_missing' WHEN d.death_date < m.birth THEN 'before_birth' "
             "END AS _reason FROM _src_death d LEFT JOIN _pmap m ON m.src = d._src"
@@ -192,10 +208,10 @@ class Ingest:
             "SELECT _reason, count(*) FROM _d WHERE _reason IS NOT NULL GROUP BY 1"
         ).fetchall():
             self.report.quarantine("death", reason, n)
-        cols = [c for c in cdm.table("death").stored_columns if c != "person_id"]
         self._append(
             "death",
-            f"SELECT _pid AS person_id, {', '.join(_q(c) for c in cols)} FROM _d WHERE _reason IS NULL ORDER BY _pid",
+            f"SELECT _pid AS person_id, {', '.join(_q(c) for c in death_columns)} FROM _d WHERE _reason IS NULL "
+            "ORDER BY _pid",
         )
         self.con.execute(
             "UPDATE _pmap SET death = d.death_date FROM (SELECT _src, death_date FROM _d WHERE _reason IS NULL) d "
@@ -214,7 +230,8 @@ class Ingest:
             f"AND 1 PRECEDING) THEN 0 ELSE 1 END AS _new FROM observation_period), g AS (SELECT *, sum(_new) OVER "
             f"(PARTITION BY person_id ORDER BY {start}, observation_period_id) AS _island FROM s) "
             f"SELECT person_id, min({start}) AS {start}, max({end}) AS {end}, "
-            f"arg_min(period_type_concept_id, {start}) AS period_type_concept_id, count(*) AS _n "
+            f"first(period_type_concept_id ORDER BY {start}, observation_period_id) AS period_type_concept_id, "
+            "count(*) AS _n "
             "FROM g GROUP BY person_id, _island"
         )
         merged = self._count("SELECT coalesce(sum(_n - 1), 0) FROM _op")
@@ -231,6 +248,7 @@ class Ingest:
 
     # -- events -----------------------------------------------------------------------
     def _add_events(self, name: str, batch: pa.RecordBatch | pa.Table) -> None:
+        """Stage the batch's rows, each with its store person, store visit and quarantine reason (or NULL)."""
         spec = cdm.table(name)
         pk = spec.primary_key or ""
         if name == "observation_period":
@@ -239,6 +257,8 @@ class Ingest:
             _, start, end_or_none = cdm.EVENT_TABLES[name]
             end = end_or_none or ""
         present = set(batch.schema.names)
+        if name == "visit_occurrence" and pk not in present:
+            raise InputError("the source visit_occurrence table has no visit_occurrence_id column")
         has_visit = "visit_occurrence_id" in present and name != "visit_occurrence"
         reasons = [
             "WHEN p.src IS NULL THEN 'person_missing'",
@@ -251,49 +271,54 @@ class Ingest:
         ]
         if end and end in present:
             reasons.append(f"WHEN CAST(b.{_q(end)} AS DATE) < CAST(b.{_q(start)} AS DATE) THEN 'end_before_start'")
-        visit_join = "LEFT JOIN _vmap v ON v.src = CAST(b.visit_occurrence_id AS BIGINT)" if has_visit else ""
-        visit_cols = (
-            ", v.id AS _vid, (b.visit_occurrence_id IS NOT NULL AND v.id IS NULL) AS _vlost" if has_visit else ""
-        )
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _b AS SELECT b.*, p.id AS _pid{visit_cols}, "
-            f"CASE {' '.join(reasons)} END AS _reason FROM _incoming b "
-            f"LEFT JOIN _pmap p ON p.src = CAST(b.person_id AS BIGINT) {visit_join}"
-        )
+        cols = [c for c in spec.stored_columns if c in present and c not in (pk, "person_id", "visit_occurrence_id")]
+        staged = {
+            "person_id": "p.id",
+            **{c: f"CAST(b.{_q(c)} AS {spec.column(c).duckdb_type})" for c in cols},
+            # the source id orders rows equal in all else; it never reaches the store
+            "_src": f"CAST(b.{_q(pk)} AS BIGINT)" if pk in present else "CAST(NULL AS BIGINT)",
+            "_reason": f"CASE {' '.join(reasons)} END",
+        }
+        joins = "LEFT JOIN _pmap p ON p.src = CAST(b.person_id AS BIGINT)"
+        if has_visit:
+            staged["visit_occurrence_id"] = "v.id"
+            staged["_vlost"] = "b.visit_occurrence_id IS NOT NULL AND v.id IS NULL"
+            joins += " LEFT JOIN _vmap v ON v.src = CAST(b.visit_occurrence_id AS BIGINT)"
+        select = ", ".join(f"{v} AS {_q(n)}" for n, v in staged.items())
+        if self._staged_columns:
+            self.con.execute(f"INSERT INTO _staged BY NAME SELECT {select} FROM _incoming b {joins}")
+        else:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {select} FROM _incoming b {joins}")
+            self._staged_columns = list(staged)
+
+    def _number_events(self, name: str) -> None:
+        """Count the staged rows quarantined; give the others their store ids, in the order of person, start and
+        every other stored value (the source id last, for rows equal in all of them)."""
+        if not self._staged_columns:
+            return
         for reason, n in self.con.execute(
-            "SELECT _reason, count(*) FROM _b WHERE _reason IS NOT NULL GROUP BY 1"
+            "SELECT _reason, count(*) FROM _staged WHERE _reason IS NOT NULL GROUP BY 1"
         ).fetchall():
             self.report.quarantine(name, reason, n)
-        if has_visit:
-            self.report.note(
-                name, "visit_link_dropped", self._count("SELECT count(*) FROM _b WHERE _reason IS NULL AND _vlost")
-            )
-        offset = self._count(f"SELECT max({_q(pk)}) FROM {_q(name)}")
+        if "_vlost" in self._staged_columns:
+            lost = self._count("SELECT count(*) FROM _staged WHERE _reason IS NULL AND _vlost")
+            self.report.note(name, "visit_link_dropped", lost)
+        pk = cdm.table(name).primary_key or ""
+        start = _PERIOD[0] if name == "observation_period" else cdm.EVENT_TABLES[name][1]
+        content = [c for c in self._staged_columns if not c.startswith("_")]
+        first = ["person_id", start] if start in content else []
+        # A table made by ORDER BY holds its rows in that order, and row_number() OVER () numbers a table's rows
+        # in their order: cheaper than a window sorting all the columns.
+        self.con.execute(
+            "CREATE TEMP TABLE _sorted AS SELECT * FROM _staged WHERE _reason IS NULL "
+            f"ORDER BY {_by_content([*first, *content])}, _src"
+        )
+        self.con.execute("DROP TABLE _staged")
+        numbered = f"SELECT row_number() OVER () AS {_q(pk)}, * FROM _sorted"
         if name == "visit_occurrence":
-            if pk not in present:
-                raise InputError("the source visit_occurrence table has no visit_occurrence_id column")
-            self.con.execute(
-                f"CREATE OR REPLACE TEMP TABLE _b AS SELECT *, {offset} + row_number() OVER () AS _id FROM _b "
-                "WHERE _reason IS NULL"
-            )
-            dups = self._count(
-                f"SELECT count(*) FROM _b WHERE CAST({_q(pk)} AS BIGINT) IN (SELECT src FROM _vmap) "
-                f"OR CAST({_q(pk)} AS BIGINT) IS NULL"
-            ) + self._count(f"SELECT count(*) - count(DISTINCT {_q(pk)}) FROM _b")
-            if dups:
+            if self._count("SELECT count(*) - count(DISTINCT _src) FROM _sorted"):
                 raise InputError("the source visit_occurrence table has duplicate or missing visit_occurrence_id")
-            self.con.execute(f"INSERT INTO _vmap SELECT CAST({_q(pk)} AS BIGINT), _id FROM _b")
-            id_expr, where = "_id", ""
-        else:
-            id_expr, where = f"{offset} + row_number() OVER ()", "WHERE _reason IS NULL"
-        cols = [c for c in spec.stored_columns if c in present and c not in (pk, "person_id", "visit_occurrence_id")]
-        exprs = [f"CAST({_q(c)} AS {spec.column(c).duckdb_type})" for c in cols]
-        names = [pk, "person_id", *cols]
-        values = [id_expr, "_pid", *exprs]
-        if has_visit:
-            names.append("visit_occurrence_id")
-            values.append("_vid")
-        select = ", ".join(f"{v} AS {_q(n)}" for n, v in zip(names, values, strict=True))
-        self._append(name, f"SELECT {select} FROM _b {where}")
+            self.con.execute(f"INSERT INTO _vmap SELECT _src, {_q(pk)} FROM ({numbered})")
+        self._append(name, numbered)
         self.report.loaded[name] = self._count(f"SELECT count(*) FROM {_q(name)}")
-        self.con.execute("DROP TABLE _b")
+        self.con.execute("DROP TABLE _sorted")
