@@ -3,6 +3,7 @@
     python bench/export_scale.py                             # 20k and 100k persons
     python bench/export_scale.py --sizes 20000,100000,300000 # other sizes
     python bench/export_scale.py --work /big/disk --keep     # reuse the model and stores there
+    python bench/export_scale.py --formats omop-duckdb-overwrite,omop-duckdb-append  # into an existing file
 
 A model is fitted once on synthea-omop-1k-split from ../shared/data and one synthetic store is
 generated per size (kept in --work and reused when it is there). Then every export runs in a
@@ -13,6 +14,11 @@ is that export's alone:
     synthcohort export STORE fhir OUT --format bundle
     synthcohort export STORE omop duckdb:///OUT.duckdb
     synthcohort export STORE omop OUT --format csv
+
+and, when named in --formats, into an existing DuckDB file (first written by an export not measured):
+
+    synthcohort export STORE omop duckdb:///OUT.duckdb --overwrite
+    synthcohort export STORE omop duckdb:///OUT.duckdb --append
 
 Reported per export: wall and CPU seconds, peak RSS, output size. Per format across sizes: the
 time slope (least squares, seconds per 100k persons), peak RSS at the largest size over the
@@ -42,7 +48,12 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "fhir-bundle": ("fhir", "{out}", "--format", "bundle"),
     "omop-duckdb": ("omop", "duckdb:///{out}.duckdb"),
     "omop-csv": ("omop", "{out}", "--format", "csv"),
+    "omop-duckdb-overwrite": ("omop", "duckdb:///{out}.duckdb", "--overwrite"),
+    "omop-duckdb-append": ("omop", "duckdb:///{out}.duckdb", "--append"),
 }
+DEFAULT_FORMATS = ("fhir-ndjson", "fhir-bundle", "omop-duckdb", "omop-csv")
+# Exports into a DuckDB file that an export of the same store wrote before.
+INTO_EXISTING = {"omop-duckdb-overwrite", "omop-duckdb-append"}
 
 
 def store_for(work: Path, model: Path, n: int, seed: int) -> Path:
@@ -72,7 +83,7 @@ def export(store: Path, fmt: str, out: Path) -> dict[str, Any]:
         code = os.waitstatus_to_exitcode(status)
         err.seek(0)
         error = err.read().decode().strip().splitlines()[:1] if code else []
-    written = out.with_suffix(".duckdb") if fmt == "omop-duckdb" else out
+    written = out.with_suffix(".duckdb") if fmt.startswith("omop-duckdb") else out
     return {
         **({"failed": f"exit {code}: {error[0] if error else ''}"} if code else {}),
         "wall_s": wall,
@@ -108,7 +119,7 @@ def _round(value: Any, digits: int) -> Any:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated numbers of persons")
-    ap.add_argument("--formats", default=",".join(FORMATS), help="comma-separated, of " + ", ".join(FORMATS))
+    ap.add_argument("--formats", default=",".join(DEFAULT_FORMATS), help="comma-separated, of " + ", ".join(FORMATS))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", help="folder for the model, stores and outputs (default: a new temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic stores (outputs are always removed)")
@@ -130,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         for fmt in formats:
             out = work / f"out-{fmt}-{n}"
             _remove(out)
+            if fmt in INTO_EXISTING and "failed" in export(store, "omop-duckdb", out):
+                raise SystemExit(f"the existing target for {fmt} could not be written")
             run = {"persons": n, **export(store, fmt, out)}
             _remove(out)
             runs[fmt].append(run)

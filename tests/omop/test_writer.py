@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from synthcohort.cli.main import cli
-from synthcohort.cohort import CohortStore
+from synthcohort.cohort import EXPORT_MEMORY_LIMIT, CohortStore
 from synthcohort.connectors.omop import writer
 from synthcohort.connectors.omop.folder_writer import RowGroups
 from synthcohort.connectors.omop.validate import validate_omop
@@ -151,6 +153,72 @@ def test_duckdb_target_refuse_overwrite_append(synthetic_store: Path, tmp_path: 
     result = validate_omop(str(tmp_path / "out.duckdb"))
     for rule in ("primary_key_unique", "required_not_null", "foreign_key_resolves"):
         assert result.by_rule()[rule] == 0, rule
+
+
+@pytest.mark.parametrize("flag", ["overwrite", "append"])
+def test_failed_write_into_existing_duckdb_leaves_it_as_it_was(
+    flag: str, synthetic_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Committing after every batch, as the writer does under its memory cap, still changes nothing on failure."""
+    url = f"duckdb:///{tmp_path / 'out.duckdb'}"
+    with CohortStore.open(synthetic_store) as store:
+        write_omop(store, url)
+    before = (tmp_path / "out.duckdb").read_bytes()
+    monkeypatch.setattr("synthcohort.connectors.omop.sql_writer.COMMIT_ROWS", 1)
+    monkeypatch.setattr("synthcohort.connectors.omop.sql_writer.iter_tables", _failing_after(8))
+    with CohortStore.open(synthetic_store) as store, pytest.raises(OSError):
+        write_omop(store, url, **{flag: True})
+    assert (tmp_path / "out.duckdb").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.duckdb"]
+
+
+def test_existing_duckdb_target_written_under_the_export_cap(
+    synthetic_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"duckdb:///{tmp_path / 'out.duckdb'}"
+    with CohortStore.open(synthetic_store) as store:
+        write_omop(store, url)
+    capped = duckdb.connect(config={"memory_limit": EXPORT_MEMORY_LIMIT})
+    cap = capped.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    capped.close()
+    real_connect = duckdb.connect
+    writing: list[tuple[str, str]] = []
+    settings = "SELECT current_setting('access_mode'), current_setting('memory_limit')"
+
+    def connect(database: str, *args: object, **kwargs: object) -> duckdb.DuckDBPyConnection:
+        con = real_connect(database, *args, **kwargs)
+        [(mode, limit)] = con.execute(settings).fetchall()
+        if mode.lower() != "read_only" and Path(database).parent == tmp_path:
+            writing.append((Path(database).name, limit))
+        return con
+
+    monkeypatch.setattr(duckdb, "connect", connect)
+    with CohortStore.open(synthetic_store) as store:
+        write_omop(store, url, overwrite=True)
+        write_omop(store, url, append=True)
+    # the two files written (copies of the target); the target itself was opened read-only
+    assert len(writing) == 2 and all(limit == cap for _, limit in writing), writing
+
+
+def test_duckdb_target_keeps_its_other_tables_and_unsaved_log(synthetic_store: Path, tmp_path: Path) -> None:
+    """A target left with a write-ahead log (its writer was killed) is checkpointed before it is copied."""
+    target = tmp_path / "out.duckdb"
+    with CohortStore.open(synthetic_store) as store:
+        write_omop(store, f"duckdb:///{target}")
+    killed = (
+        f"import duckdb, os; c = duckdb.connect({str(target)!r}); "
+        "c.execute(\"CREATE TABLE notes AS SELECT 'kept' AS t\"); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", killed], check=True)
+    assert Path(f"{target}.wal").exists()
+    with CohortStore.open(synthetic_store) as store:
+        persons = store.counts()["person"]
+        write_omop(store, f"duckdb:///{target}", append=True)
+    assert not Path(f"{target}.wal").exists()
+    con = duckdb.connect(str(target), read_only=True)
+    assert con.execute("SELECT t FROM notes").fetchall() == [("kept",)]
+    assert con.execute("SELECT count(*) FROM person").fetchall() == [(2 * persons,)]
+    con.close()
 
 
 @pytest.mark.postgres

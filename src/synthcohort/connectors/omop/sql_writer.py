@@ -1,14 +1,13 @@
-"""Write a cohort store into a database: DuckDB through Arrow (a new file under a temporary name, renamed at the
-end), PostgreSQL through COPY; an existing target changes in one transaction."""
+"""Write a cohort store into a database: DuckDB through Arrow, PostgreSQL through COPY. An existing target
+changes all at once or not at all: a DuckDB file is written as a sibling file (a copy of the target) renamed
+over it at the end, a PostgreSQL schema in one transaction (the server spills what it does not hold)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
-import os
 import re
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from synthcohort import cdm
-from synthcohort.cohort import EXPORT_MEMORY_LIMIT, CohortStore, hardened_config, held_by_another_process
+from synthcohort.cohort import CohortStore
+from synthcohort.connectors.omop.duckdb_target import connect_target, staged_target
 from synthcohort.connectors.omop.writer import VOCABULARY_ORDER, WRITE_ORDER, Progress, WriteResult, iter_tables
 from synthcohort.errors import ConfigError, DependencyMissing, TargetError
 from synthcohort.secrets import display_url, parse_url, resolve_password
@@ -30,7 +30,7 @@ _PG_TYPES = {"integer": "INTEGER", "float": "NUMERIC", "date": "DATE", "datetime
 # Foreign keys among the vocabulary tables form a cycle (concept <-> vocabulary); DuckDB cannot add
 # constraints after loading, so there they are checked by `validate` instead of declared.
 _VOCAB_SET = set(VOCABULARY_ORDER)
-# A new DuckDB file is committed every this many rows (about 5 batches): fewer commits write the key
+# A DuckDB target is committed every this many rows (about 5 batches): fewer commits write the key
 # indexes fewer times, more rows a transaction hold more of them in memory.
 COMMIT_ROWS = 500_000
 
@@ -180,12 +180,16 @@ def write_database(
     return result
 
 
-def _prepare(con: Any, dialect: str, schema: str, overwrite: bool, append: bool) -> dict[str, int]:
-    existing = _existing(con, dialect, schema)
+def _refuse_filled(existing: dict[str, int], overwrite: bool, append: bool) -> None:
     if any(existing.values()) and not (overwrite or append):
         raise TargetError(
             "the target schema already holds OMOP rows", "pass --overwrite to replace them or --append to add to them"
         )
+
+
+def _prepare(con: Any, dialect: str, schema: str, overwrite: bool, append: bool) -> dict[str, int]:
+    existing = _existing(con, dialect, schema)
+    _refuse_filled(existing, overwrite, append)
     if overwrite or (existing and not append):
         for name in reversed(WRITE_ORDER):
             if name in existing:
@@ -246,71 +250,70 @@ def _write_duckdb(
     target = Path(path)
     if target.resolve() == store.path.resolve():
         raise TargetError("the target is the cohort store itself", "give another DuckDB file")
-    # A new file is written beside the target under a temporary name, committed batch by batch and
-    # renamed at the end. A commit writes the batch's rows and key indexes to the file, whose blocks
-    # DuckDB may then evict: memory stays flat under the cap (a transaction holding one table's rows of a
-    # whole person chunk kept them and their index entries in memory: 0.25 GB more). An existing file
-    # (--overwrite, --append) is changed in one transaction: that connection keeps DuckDB's own limit.
-    fresh = not target.exists()
-    path_open = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial") if fresh else target
-    try:
-        con = duckdb.connect(
-            str(path_open),
-            config=hardened_config(read_only=False, memory_limit=EXPORT_MEMORY_LIMIT if fresh else None),
-        )
-    except duckdb.Error as exc:
-        msg = "is locked by another process" if held_by_another_process(exc) else "cannot be opened"
-        raise TargetError(
-            f"the DuckDB target {target.name} {msg}", "close the program holding it, then run again"
-        ) from None
+    if not _PLAIN_NAME.match(schema):
+        raise ConfigError("the target schema name must be lower-case letters, digits and _")
     result = WriteResult(str(target))
-    try:
-        con.begin()
-        sa_like = _DuckAdapter(con)
-        if not _PLAIN_NAME.match(schema):
-            raise ConfigError("the target schema name must be lower-case letters, digits and _")
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(schema)}")
-        existing = _prepare(sa_like, "duckdb", schema, overwrite, append)
-        offsets = _Offsets(_maxima(sa_like, schema, existing) if append else {})
-        for name in WRITE_ORDER:
-            if name not in existing:
-                con.execute(create_table_sql(name, "duckdb", f"{_q(schema)}.", inline_fks=True))
-        pending = 0
-        for name, rows, _ in iter_tables(store):
-            rows = offsets.apply(name, rows)
-            cols = ", ".join(_q(c) for c in rows.column_names)
-            con.register("_rows", rows)
-            key = cdm.table(name).primary_key
-            keep = (
-                f" WHERE {_q(key)} NOT IN (SELECT {_q(key)} FROM {_q(schema)}.{_q(name)})"
-                if append and name in _VOCAB_SET and key
-                else ""
-            )
-            con.execute(f"INSERT INTO {_q(schema)}.{_q(name)} ({cols}) SELECT {cols} FROM _rows{keep}")
-            con.unregister("_rows")
-            pending += rows.num_rows
-            if fresh and pending >= COMMIT_ROWS:  # parents come before their children: a commit keeps keys whole
-                con.commit()
-                con.begin()
-                pending = 0
-            result.rows[name] = result.rows.get(name, 0) + rows.num_rows
-            if progress:
-                progress(name, rows.num_rows)
-        con.commit()
-        con.close()
-        if fresh:
-            os.replace(path_open, target)
-    except BaseException as exc:
-        with contextlib.suppress(duckdb.Error):
-            con.rollback()
-        con.close()
-        if fresh:
-            for leftover in (path_open, Path(f"{path_open}.wal")):
-                leftover.unlink(missing_ok=True)
-        if isinstance(exc, duckdb.Error):
+
+    # Written in a sibling file (empty, or a copy of an existing target) under the export cap, committed
+    # every COMMIT_ROWS rows and renamed over the target at the end. A commit writes the batch's rows and
+    # key indexes to the file, whose blocks DuckDB may then evict: memory stays flat. One transaction over
+    # the whole export held its key indexes in memory (100,000 persons into an existing file: 5.5 GiB) and,
+    # capped, failed at commit.
+    def refuse_filled(current: Any) -> None:  # before an existing target is copied
+        _refuse_filled(_existing(_DuckAdapter(current), "duckdb", schema), overwrite, append)
+
+    with staged_target(target, refuse_filled) as sibling:
+        con = connect_target(sibling, target.name)
+        try:
+            _load_duckdb(con, store, schema, overwrite, append, progress, result)
+            con.execute("CHECKPOINT")  # the sibling file alone then holds every row it is renamed with
+        except duckdb.Error as exc:
             raise TargetError(f"writing {target.name} failed ({type(exc).__name__}); nothing was written") from None
-        raise
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                con.close()
     return result
+
+
+def _load_duckdb(
+    con: Any,
+    store: CohortStore,
+    schema: str,
+    overwrite: bool,
+    append: bool,
+    progress: Progress | None,
+    result: WriteResult,
+) -> None:
+    con.begin()
+    sa_like = _DuckAdapter(con)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(schema)}")
+    existing = _prepare(sa_like, "duckdb", schema, overwrite, append)
+    offsets = _Offsets(_maxima(sa_like, schema, existing) if append else {})
+    for name in WRITE_ORDER:
+        if name not in existing:
+            con.execute(create_table_sql(name, "duckdb", f"{_q(schema)}.", inline_fks=True))
+    pending = 0
+    for name, rows, _ in iter_tables(store):
+        rows = offsets.apply(name, rows)
+        cols = ", ".join(_q(c) for c in rows.column_names)
+        con.register("_rows", rows)
+        key = cdm.table(name).primary_key
+        keep = (
+            f" WHERE {_q(key)} NOT IN (SELECT {_q(key)} FROM {_q(schema)}.{_q(name)})"
+            if append and name in _VOCAB_SET and key
+            else ""
+        )
+        con.execute(f"INSERT INTO {_q(schema)}.{_q(name)} ({cols}) SELECT {cols} FROM _rows{keep}")
+        con.unregister("_rows")
+        pending += rows.num_rows
+        if pending >= COMMIT_ROWS:  # parents come before their children: a commit keeps keys whole
+            con.commit()
+            con.begin()
+            pending = 0
+        result.rows[name] = result.rows.get(name, 0) + rows.num_rows
+        if progress:
+            progress(name, rows.num_rows)
+    con.commit()
 
 
 class _DuckAdapter:
