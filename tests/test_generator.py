@@ -21,6 +21,7 @@ from synthcohort.errors import CohortTooSmallError, ConfigError, InputError, Mod
 from synthcohort.generator import engine_class, load_model
 from synthcohort.generator.safeguards import year_of
 from synthcohort.generator.timeline import _fit_span, lay_out
+from synthcohort.generator.timeline_stats import _era_edges
 
 
 @pytest.fixture(scope="session")
@@ -473,3 +474,28 @@ def test_visit_rhythm_keeps_real_gaps(synthetic: Path, fitted: tuple[Path, Path]
     keeps them (0.025 to 0.059)."""
     real, synth = _visit_gaps(fitted[0].with_name("cohort.train.duckdb")), _visit_gaps(synthetic)
     assert ks_2samp(real, synth).statistic < 0.06
+
+
+def test_calendar_eras_of_the_visit_rhythm_are_whole_years() -> None:
+    """Eras are years merged from the latest back until each holds enough gaps: a step in density at
+    a new year (sparse 2000s, dense from 2009) falls on an era's edge instead of inside an era."""
+    days = np.array(
+        [
+            "2000-05-01",
+            "2004-03-01",
+            "2008-03-01",
+            "2009-01-02",
+            "2009-06-01",
+            "2010-01-01",
+            "2010-02-02",
+            "2011-01-01",
+        ],
+        dtype="datetime64[D]",
+    ).astype(np.int64)
+    edges = _era_edges(days.astype(float), 2)
+    assert np.isneginf(edges[0]) and np.isposinf(edges[-1])
+    inner = edges[1:-1].astype(np.int64).astype("datetime64[D]").astype(str).tolist()
+    assert inner == ["2009-01-01", "2010-01-01"]  # 2000 is too few alone: it joins 2004-2008
+    era = np.searchsorted(edges, days, side="right") - 1
+    assert (np.bincount(era) >= 2).all()  # the oldest years join the era after them
+    assert _era_edges(days.astype(float), 100).tolist() == [-np.inf, np.inf]

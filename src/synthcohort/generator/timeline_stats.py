@@ -15,7 +15,7 @@ from synthcohort.generator.training import TrainingData
 Q21 = np.linspace(0, 1, 21)
 Q101 = np.linspace(0, 1, 101)
 GAP_BUCKETS = 6
-ERA_BUCKETS = 6  # calendar bands of the visit that ends a gap
+ERA_SHARE = 1 / 30  # the least share of all gaps a calendar era of the visit rhythm holds
 AGE_BANDS = np.array([0.0, 2.0, 6.0, 12.0, 18.0, 40.0, 65.0])  # years: starts of the age bands of values
 VALUE_DOMAINS = ("measurement", "observation")
 VALUE_LEVELS = ("adult", "band", "band_sex")  # coarse to fine
@@ -25,6 +25,23 @@ YEAR_DAYS = 365.2425
 def _quantiles(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
     values = values[np.isfinite(values)]
     return np.quantile(values, levels) if len(values) else np.zeros(len(levels))
+
+
+def _era_edges(ends: np.ndarray, least: int) -> np.ndarray:
+    """Calendar eras of the visits that end gaps: whole years, merged from the latest back until each
+    era holds ``least`` gaps. Records thicken at dates (a system going live, a history cut off at a
+    new year): yearly eras keep such a step where equal shares of gaps would blur it."""
+    years = np.asarray(ends, dtype="int64").astype("datetime64[D]").astype("datetime64[Y]")
+    starts, counts = np.unique(years, return_counts=True)
+    edges = [np.inf]
+    held = 0
+    for start, count in zip(starts[::-1], counts[::-1], strict=True):
+        held += count
+        if held >= least:
+            edges.append(float(start.astype("datetime64[D]").astype(np.int64)))
+            held = 0
+    edges[-1] = -np.inf
+    return np.asarray(edges[::-1] if len(edges) > 1 else [-np.inf, np.inf], dtype="float64")
 
 
 def _mode(values: pd.Series, default: int = 0) -> int:
@@ -51,23 +68,18 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
     out["gap_edges"] = edges
     has = gaps.notna().to_numpy()
     bucket = np.clip(np.searchsorted(edges, rate[has], side="right") - 1, 0, len(edges) - 2)
-    # Gaps also differ by calendar era (records grow denser in recent years): by the date of the
-    # visit that ends the gap, in bands of equal numbers of gaps.
+    # Gaps also differ by calendar era (records grow denser in recent years): by the year of the
+    # visit that ends the gap.
     ends = visits["start"].to_numpy(dtype="float64")[has]
-    era_edges = np.unique(np.quantile(ends, np.linspace(0, 1, ERA_BUCKETS + 1))) if len(ends) else np.zeros(1)
-    era_edges = np.asarray(era_edges, dtype="float64")
-    if len(era_edges) < 2:
-        era_edges = np.array([-np.inf, np.inf])
-    era_edges[0], era_edges[-1] = -np.inf, np.inf
+    era_edges = _era_edges(ends, max(k, int(ERA_SHARE * len(ends))))
     era = np.clip(np.searchsorted(era_edges, ends, side="right") - 1, 0, len(era_edges) - 2)
     out["gap_era_edges"] = era_edges
     raw = gaps.to_numpy(dtype="float64")[has]
     rows = []
     for b in range(len(edges) - 1):
-        pooled = raw[bucket == b]
         for c in range(len(era_edges) - 1):
             cell = raw[(bucket == b) & (era == c)]
-            use = cell if len(cell) >= k else pooled
+            use = cell if len(cell) >= k else raw[era == c]  # too few: the era's gaps at every rate
             rows.append(np.quantile(use, Q101, method="inverted_cdf") if len(use) else np.zeros(len(Q101)))
     out["gap_q"] = np.stack(rows)
     dur = (visits["end"] - visits["start"]).clip(lower=0)
