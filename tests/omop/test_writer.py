@@ -155,6 +155,16 @@ def test_duckdb_target_refuse_overwrite_append(synthetic_store: Path, tmp_path: 
         assert result.by_rule()[rule] == 0, rule
 
 
+def test_target_that_is_not_a_duckdb_file_is_named_as_such(synthetic_store: Path, tmp_path: Path) -> None:
+    """A file DuckDB cannot read is not "locked by another process": the hint says what to give instead."""
+    path = tmp_path / "notes.duckdb"
+    path.write_text("a text file, not a database\n" * 200)
+    code, output = export(synthetic_store, f"duckdb:///{path}", "--overwrite")
+    assert code != 0
+    assert "cannot be opened as a DuckDB database" in output and "locked" not in output
+    assert path.read_text().startswith("a text file")  # left as it was
+
+
 @pytest.mark.parametrize("flag", ["overwrite", "append"])
 def test_failed_write_into_existing_duckdb_leaves_it_as_it_was(
     flag: str, synthetic_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

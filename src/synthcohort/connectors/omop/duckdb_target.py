@@ -26,8 +26,15 @@ def connect_target(path: Path, shown: str, *, read_only: bool = False) -> duckdb
     try:
         return duckdb.connect(str(path), config=hardened_config(read_only, memory_limit=EXPORT_MEMORY_LIMIT))
     except duckdb.Error as exc:
-        msg = "is locked by another process" if held_by_another_process(exc) else "cannot be opened"
-        raise TargetError(f"the DuckDB target {shown} {msg}", "close the program holding it, then run again") from None
+        if held_by_another_process(exc):
+            raise TargetError(
+                f"the DuckDB target {shown} is locked by another process",
+                "close the program holding it, then run again",
+            ) from None
+        raise TargetError(
+            f"the DuckDB target {shown} cannot be opened as a DuckDB database ({type(exc).__name__})",
+            "name a DuckDB file, or a path where none exists yet",
+        ) from None
 
 
 @contextlib.contextmanager
