@@ -21,7 +21,8 @@ from synthcohort.errors import CohortTooSmallError, ConfigError, InputError, Mod
 from synthcohort.generator import engine_class, load_model
 from synthcohort.generator.safeguards import year_of
 from synthcohort.generator.timeline import _fit_span, lay_out
-from synthcohort.generator.timeline_stats import _era_edges
+from synthcohort.generator.timeline_stats import Q101, _era_edges, fit_stats
+from synthcohort.generator.training import load_training
 
 
 @pytest.fixture(scope="session")
@@ -499,3 +500,35 @@ def test_calendar_eras_of_the_visit_rhythm_are_whole_years() -> None:
     era = np.searchsorted(edges, days, side="right") - 1
     assert (np.bincount(era) >= 2).all()  # the oldest years join the era after them
     assert _era_edges(days.astype(float), 100).tolist() == [-np.inf, np.inf]
+
+
+def test_visit_rhythm_cells_hold_gaps_of_at_least_k_persons(fitted: tuple[Path, Path]) -> None:
+    """A cell of the visit rhythm (rate x era) keeps its own gap quantiles only when its gaps come from
+    at least k persons: eleven gaps of two persons would store those two persons' gaps as they are."""
+    k = 11
+    with CohortStore.open(fitted[0].with_name("cohort.train.duckdb")) as store:
+        data = load_training(store, k)
+    stats = fit_stats(data, sorted(int(t) for t in data.visits["concept"].unique()), k)
+    visits = data.visits.sort_values(["person_id", "start"], kind="stable")
+    per = visits.groupby("person_id")["start"]
+    has = per.diff().notna().to_numpy()
+    rate = ((per.transform("size") - 1) / (per.transform("max") - per.transform("min")).clip(lower=1)).to_numpy()
+    gap = per.diff().to_numpy(dtype="float64")[has]
+    whose = visits["person_id"].to_numpy()[has]
+    edges, eras = stats["gap_edges"], stats["gap_era_edges"]
+    bucket = np.clip(np.searchsorted(edges, rate[has], side="right") - 1, 0, len(edges) - 2)
+    era = np.clip(
+        np.searchsorted(eras, visits["start"].to_numpy(dtype="float64")[has], side="right") - 1, 0, len(eras) - 2
+    )
+    few = 0
+    for b in range(len(edges) - 1):
+        for c in range(len(eras) - 1):
+            mask = (bucket == b) & (era == c)
+            own = np.quantile(gap[mask], Q101, method="inverted_cdf") if mask.any() else None
+            row = stats["gap_q"][b * (len(eras) - 1) + c]
+            if len(np.unique(whose[mask])) >= k:
+                assert np.array_equal(row, own)
+            elif mask.sum() >= k:  # enough gaps, too few persons
+                few += 1
+                assert not np.array_equal(row, own)
+    assert few > 0  # the data has cells the rule is about

@@ -75,11 +75,13 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
     era = np.clip(np.searchsorted(era_edges, ends, side="right") - 1, 0, len(era_edges) - 2)
     out["gap_era_edges"] = era_edges
     raw = gaps.to_numpy(dtype="float64")[has]
+    whose = visits["person_id"].to_numpy()[has]
     rows = []
     for b in range(len(edges) - 1):
         for c in range(len(era_edges) - 1):
-            cell = raw[(bucket == b) & (era == c)]
-            use = cell if len(cell) >= k else raw[era == c]  # too few: the era's gaps at every rate
+            # Quantiles of gaps of at least k persons: the cell's, else the era's at every rate, else all.
+            choices = ((bucket == b) & (era == c), era == c, np.ones(len(raw), dtype=bool))
+            use = raw[next((m for m in choices if len(np.unique(whose[m])) >= k), choices[-1])]
             rows.append(np.quantile(use, Q101, method="inverted_cdf") if len(use) else np.zeros(len(Q101)))
     out["gap_q"] = np.stack(rows)
     dur = (visits["end"] - visits["start"]).clip(lower=0)
