@@ -21,7 +21,7 @@ from synthcohort.errors import CohortTooSmallError, ConfigError, InputError, Mod
 from synthcohort.generator import engine_class, load_model
 from synthcohort.generator.safeguards import year_of
 from synthcohort.generator.timeline import _fit_span, lay_out
-from synthcohort.generator.timeline_stats import Q101, _era_edges, fit_stats
+from synthcohort.generator.timeline_stats import Q21, Q101, _era_edges, fit_stats
 from synthcohort.generator.training import load_training
 
 
@@ -532,3 +532,28 @@ def test_visit_rhythm_cells_hold_gaps_of_at_least_k_persons(fitted: tuple[Path, 
                 few += 1
                 assert not np.array_equal(row, own)
     assert few > 0  # the data has cells the rule is about
+
+
+def test_event_durations_of_a_code_come_from_at_least_k_persons(fitted: tuple[Path, Path]) -> None:
+    """A code keeps its own duration quantiles only when at least k persons have an end date for it;
+    otherwise it takes its domain's durations (a code held by k persons, of whom two have end dates,
+    would store those two persons' durations)."""
+    k = 11
+    with CohortStore.open(fitted[0].with_name("cohort.train.duckdb")) as store:
+        data = load_training(store, k)
+    stats = fit_stats(data, sorted(int(t) for t in data.visits["concept"].unique()), k)
+    few = 0
+    for events in data.events.values():
+        durations = np.maximum(events["end"].to_numpy(dtype="float64") - events["start"].to_numpy(dtype="float64"), 0)
+        ended = np.isfinite(durations)
+        domain = np.quantile(durations[ended], Q21) if ended.any() else None
+        for code, rows in events.groupby("code").indices.items():
+            own = durations[rows][ended[rows]]
+            persons = events["person_id"].to_numpy()[rows][ended[rows]]
+            row = stats["dur_q"][int(code)]
+            if len(np.unique(persons)) >= k:
+                assert np.allclose(row, np.quantile(own, Q21))
+            elif len(own):
+                few += 1
+                assert np.allclose(row, domain)
+    assert few > 0  # the data has codes the rule is about

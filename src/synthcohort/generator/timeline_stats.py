@@ -106,12 +106,18 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
         types = types[types >= k] if (types >= k).any() else types.iloc[:1]
         out[f"type_ids_{d}"] = types.index.to_numpy(dtype=np.int64)
         out[f"type_p_{d}"] = (types / types.sum()).to_numpy(dtype="float64")
+        durations = np.maximum(df["end"].to_numpy(dtype="float64") - df["start"].to_numpy(dtype="float64"), 0)
+        ended = np.isfinite(durations)
+        whose = df["person_id"].to_numpy()
+        domain_q = _quantiles(durations[ended], Q21)
         for code, g in df.groupby("code"):
             c = int(code)  # type: ignore[call-overload, arg-type]
-            end = g["end"].to_numpy(dtype="float64")
-            has_end = np.isfinite(end)
+            at = df.index.get_indexer(g.index)
+            has_end = ended[at]
             out["dur_null"][c] = 1.0 - has_end.mean()
-            out["dur_q"][c] = _quantiles(np.maximum(end - g["start"].to_numpy(dtype="float64"), 0)[has_end], Q21)
+            # Quantiles of durations of at least k persons: the code's own, else the domain's.
+            own = len(np.unique(whose[at][has_end])) >= k
+            out["dur_q"][c] = _quantiles(durations[at][has_end], Q21) if own else domain_q
             if "value_as_number" in g:
                 val = g["value_as_number"].to_numpy(dtype="float64")
                 out["value_null"][c] = 1.0 - np.isfinite(val).mean()
