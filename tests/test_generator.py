@@ -22,7 +22,7 @@ from synthcohort.generator import engine_class, load_model
 from synthcohort.generator.safeguards import year_of
 from synthcohort.generator.timeline import _fit_span, lay_out
 from synthcohort.generator.timeline_stats import Q21, Q101, _era_edges, fit_stats
-from synthcohort.generator.training import load_training
+from synthcohort.generator.training import TrainingData, load_training
 
 
 @pytest.fixture(scope="session")
@@ -502,12 +502,17 @@ def test_calendar_eras_of_the_visit_rhythm_are_whole_years() -> None:
     assert _era_edges(days.astype(float), 100).tolist() == [-np.inf, np.inf]
 
 
+def _training_data(fitted: tuple[Path, Path], k: int) -> TrainingData:
+    """What the fit of ``fitted`` learned from (after the safeguards), read again from its training store."""
+    with CohortStore.open(fitted[0].with_name("cohort.train.duckdb")) as store:
+        return load_training(store, k)
+
+
 def test_visit_rhythm_cells_hold_gaps_of_at_least_k_persons(fitted: tuple[Path, Path]) -> None:
     """A cell of the visit rhythm (rate x era) keeps its own gap quantiles only when its gaps come from
     at least k persons: eleven gaps of two persons would store those two persons' gaps as they are."""
     k = 11
-    with CohortStore.open(fitted[0].with_name("cohort.train.duckdb")) as store:
-        data = load_training(store, k)
+    data = _training_data(fitted, k)
     stats = fit_stats(data, sorted(int(t) for t in data.visits["concept"].unique()), k)
     visits = data.visits.sort_values(["person_id", "start"], kind="stable")
     per = visits.groupby("person_id")["start"]
@@ -539,8 +544,7 @@ def test_event_durations_of_a_code_come_from_at_least_k_persons(fitted: tuple[Pa
     otherwise it takes its domain's durations (a code held by k persons, of whom two have end dates,
     would store those two persons' durations)."""
     k = 11
-    with CohortStore.open(fitted[0].with_name("cohort.train.duckdb")) as store:
-        data = load_training(store, k)
+    data = _training_data(fitted, k)
     stats = fit_stats(data, sorted(int(t) for t in data.visits["concept"].unique()), k)
     few = 0
     for events in data.events.values():
@@ -557,3 +561,18 @@ def test_event_durations_of_a_code_come_from_at_least_k_persons(fitted: tuple[Pa
                 few += 1
                 assert np.allclose(row, domain)
     assert few > 0  # the data has codes the rule is about
+
+
+def test_values_of_fewer_than_k_persons_are_not_learned(fitted: tuple[Path, Path]) -> None:
+    """A measurement held by k persons but with a value for only three of them is emitted without a
+    value: quantiles of three persons' values would store those values."""
+    k = 11
+    data = _training_data(fitted, k)
+    m = data.events["measurement"]
+    code = int(m.groupby("code")["person_id"].nunique().idxmax())
+    few = m["person_id"][m["code"] == code].drop_duplicates().iloc[:3]
+    m.loc[(m["code"] == code) & ~m["person_id"].isin(few), "value_as_number"] = np.nan
+    assert np.isfinite(m.loc[m["code"] == code, "value_as_number"].to_numpy(dtype="float64")).any()
+    stats = fit_stats(data, sorted(int(t) for t in data.visits["concept"].unique()), k)
+    assert stats["value_null"][code] == 1.0 and not stats["value_q"][code].any()
+    assert (stats["value_null"] < 1).any()  # the other measurements keep their values

@@ -120,8 +120,11 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
             out["dur_q"][c] = _quantiles(durations[at][has_end], Q21) if own else domain_q
             if "value_as_number" in g:
                 val = g["value_as_number"].to_numpy(dtype="float64")
-                out["value_null"][c] = 1.0 - np.isfinite(val).mean()
-                out["value_q"][c] = _quantiles(val, Q101)
+                valued = np.isfinite(val)
+                # Values of fewer than k persons are not learned: the code is emitted without one.
+                if len(np.unique(whose[at][valued])) >= k:
+                    out["value_null"][c] = 1.0 - valued.mean()
+                    out["value_q"][c] = _quantiles(val, Q101)
                 out["unit"][c] = _mode(g["unit_concept_id"])
                 out["value_concept"][c] = _mode(g["value_as_concept_id"])
     out |= _values_by_age_and_sex(data, n_codes, k)
