@@ -18,6 +18,7 @@ from synthcohort import cdm
 from synthcohort.cli.main import cli
 from synthcohort.cohort import CohortStore
 from synthcohort.errors import CohortTooSmallError, ConfigError, InputError, ModelError
+from synthcohort.evaluation.features import _visit_gaps as visit_gaps
 from synthcohort.generator import engine_class, load_model
 from synthcohort.generator.safeguards import year_of
 from synthcohort.generator.timeline import _fit_span, lay_out
@@ -457,24 +458,12 @@ def test_window_fitted_on_the_longest_gap() -> None:
     assert scaled.tolist() == [387, 390, 393, 427, 430, 15, 20, 5]
 
 
-def _visit_gaps(path: Path) -> np.ndarray:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        gaps = con.sql(
-            "SELECT datediff('day', lag(visit_start_date) OVER (PARTITION BY person_id "
-            "ORDER BY visit_start_date, visit_occurrence_id), visit_start_date) AS gap FROM visit_occurrence"
-        ).fetchnumpy()["gap"]
-    finally:
-        con.close()
-    return np.asarray(gaps[~np.isnan(gaps.astype(float))], dtype=float)
-
-
 def test_visit_rhythm_keeps_real_gaps(synthetic: Path, fitted: tuple[Path, Path]) -> None:
     """Synthea's patients come back after about a month and about a year; scaling every gap to fit
     the window spread those peaks (gap KS 0.066 to 0.090 over 12 seeds); fitting on the longest gap
     keeps them (0.025 to 0.059)."""
-    real, synth = _visit_gaps(fitted[0].with_name("cohort.train.duckdb")), _visit_gaps(synthetic)
-    assert ks_2samp(real, synth).statistic < 0.06
+    with CohortStore.open(fitted[0].with_name("cohort.train.duckdb")) as real, CohortStore.open(synthetic) as synth:
+        assert ks_2samp(visit_gaps(real), visit_gaps(synth)).statistic < 0.06
 
 
 def test_calendar_eras_of_the_visit_rhythm_are_whole_years() -> None:

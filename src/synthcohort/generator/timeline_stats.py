@@ -44,6 +44,11 @@ def _era_edges(ends: np.ndarray, least: int) -> np.ndarray:
     return np.asarray(edges[::-1] if len(edges) > 1 else [-np.inf, np.inf], dtype="float64")
 
 
+def _of_k_persons(persons: np.ndarray, k: int) -> bool:
+    """Whether rows of these persons may be summarised: they belong to at least k distinct persons."""
+    return len(np.unique(persons)) >= k
+
+
 def _mode(values: pd.Series, default: int = 0) -> int:
     values = values.dropna()
     return int(values.mode().iloc[0]) if len(values) else default
@@ -81,7 +86,7 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
         for c in range(len(era_edges) - 1):
             # Quantiles of gaps of at least k persons: the cell's, else the era's at every rate, else all.
             choices = ((bucket == b) & (era == c), era == c, np.ones(len(raw), dtype=bool))
-            use = raw[next((m for m in choices if len(np.unique(whose[m])) >= k), choices[-1])]
+            use = raw[next((m for m in choices if _of_k_persons(whose[m], k)), choices[-1])]
             rows.append(np.quantile(use, Q101, method="inverted_cdf") if len(use) else np.zeros(len(Q101)))
     out["gap_q"] = np.stack(rows)
     dur = (visits["end"] - visits["start"]).clip(lower=0)
@@ -110,19 +115,19 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
         ended = np.isfinite(durations)
         whose = df["person_id"].to_numpy()
         domain_q = _quantiles(durations[ended], Q21)
-        for code, g in df.groupby("code"):
-            c = int(code)  # type: ignore[call-overload, arg-type]
-            at = df.index.get_indexer(g.index)
+        for code, at in df.groupby("code").indices.items():
+            c = int(code)  # type: ignore[call-overload]
+            g = df.iloc[at]
             has_end = ended[at]
             out["dur_null"][c] = 1.0 - has_end.mean()
             # Quantiles of durations of at least k persons: the code's own, else the domain's.
-            own = len(np.unique(whose[at][has_end])) >= k
+            own = _of_k_persons(whose[at][has_end], k)
             out["dur_q"][c] = _quantiles(durations[at][has_end], Q21) if own else domain_q
             if "value_as_number" in g:
                 val = g["value_as_number"].to_numpy(dtype="float64")
                 valued = np.isfinite(val)
                 # Values of fewer than k persons are not learned: the code is emitted without one.
-                if len(np.unique(whose[at][valued])) >= k:
+                if _of_k_persons(whose[at][valued], k):
                     out["value_null"][c] = 1.0 - valued.mean()
                     out["value_q"][c] = _quantiles(val, Q101)
                 out["unit"][c] = _mode(g["unit_concept_id"])
