@@ -13,8 +13,9 @@ import pyarrow as pa
 
 from synthcohort.cohort import CohortStore
 from synthcohort.connectors.fhir.ids import fhir_uuid, uuid_sql
+from synthcohort.connectors.fhir.reader import read_fhir
 from synthcohort.connectors.fhir.render import load_concepts
-from synthcohort.connectors.fhir.writer import write_fhir
+from synthcohort.connectors.fhir.writer import FhirWriter, write_fhir
 from synthcohort.mappings.writing import number_sql
 
 
@@ -75,3 +76,32 @@ def test_empty_store_writes_device_and_provenance_only(tmp_path: Path) -> None:
         report = write_fhir(store, tmp_path / "out")
     assert dict(report.written) == {"Device": 1, "Provenance": 1}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["Device.ndjson", "Provenance.ndjson"]
+
+
+def test_provenance_targets_every_patient_across_chunks(tmp_path: Path) -> None:
+    """The Provenance's target list is streamed chunk by chunk; it names every Patient, in order."""
+    patients = [
+        {"resourceType": "Patient", "id": f"p{i}", "gender": "female", "birthDate": f"19{50 + i}-01-02"}
+        for i in range(7)
+    ]
+    (tmp_path / "in.ndjson").write_bytes(b"".join(orjson.dumps(p) + b"\n" for p in patients))
+    with CohortStore.building(tmp_path / "store.duckdb") as store:
+        read_fhir(tmp_path / "in.ndjson", store)
+    with CohortStore.open(tmp_path / "store.duckdb") as store:
+        for fmt in ("ndjson", "bundle"):
+            FhirWriter(store, fmt=fmt, chunk_size=3).write(tmp_path / fmt)
+    written = [orjson.loads(line)["id"] for line in (tmp_path / "ndjson" / "Patient.ndjson").read_bytes().splitlines()]
+    assert len(written) == 7
+    provenance = orjson.loads((tmp_path / "ndjson" / "Provenance.ndjson").read_bytes())
+    assert [t["reference"] for t in provenance["target"]] == [f"Patient/{p}" for p in written]
+    bundle = orjson.loads((tmp_path / "bundle" / "provenance.json").read_bytes())
+    device, provenance = (e["resource"] for e in bundle["entry"])
+    assert provenance["agent"][0]["who"]["reference"] == f"Device/{device['id']}"
+    in_bundles = sorted(
+        e["resource"]["id"]
+        for f in (tmp_path / "bundle" / "bundles").iterdir()
+        for e in orjson.loads(f.read_bytes())["entry"]
+        if e["resource"]["resourceType"] == "Patient"
+    )
+    assert sorted(t["reference"].removeprefix("Patient/") for t in provenance["target"]) == in_bundles
+    assert len(in_bundles) == 7

@@ -39,6 +39,7 @@ _BATCH_ROWS = 8_192
 # string_agg, which cannot spill to disk: 2,000 persons' Bundles (about 0.5 GB of text) do not fit
 # the store connection's memory limit (cohort.MEMORY_LIMIT), 250 do with room to spare.
 CHUNK_PERSONS = {"ndjson": 2_000, "bundle": 250}
+_TARGETS = "<targets>"  # stands for the Provenance's target list until it is streamed in
 
 
 @dataclass
@@ -155,7 +156,7 @@ class FhirWriter:
             with atomic_output_dir(outdir, overwrite=overwrite) as tmp:
                 sink = _Sink(tmp, self.gz)
                 try:
-                    patients: list[str] = []
+                    provenance = self._start_provenance(sink)
                     ids = self.store.person_ids()
                     for start in range(0, len(ids), self.chunk_size):
                         chunk = ids[start : start + self.chunk_size]
@@ -164,14 +165,14 @@ class FhirWriter:
                             cur.execute(f"CREATE OR REPLACE TEMP TABLE sc_ref_{table} AS {sql}", bounds)
                         cur.execute(f"CREATE OR REPLACE TEMP TABLE sc_rows AS {rows}", bounds)
                         self._count(cur)
-                        patients += self._ids_of(cur, "Patient")
+                        provenance.add(self._ids_of(cur, "Patient"))
                         if urn:
                             self._bundles(cur, sink)
                         else:
                             self._ndjson(cur, sink)
                         if self.progress:
                             self.progress(len(chunk))
-                    self._provenance(sink, patients)
+                    provenance.close()
                 finally:
                     sink.close()
                 self.report.bytes = sink.bytes
@@ -229,7 +230,8 @@ class FhirWriter:
                 )
                 sink.write_file(f"bundles/bundle-{self.bundle_no:07d}.json", bundle.encode())
 
-    def _provenance(self, sink: _Sink, patients: list[str]) -> None:
+    def _start_provenance(self, sink: _Sink) -> _StreamedProvenance:
+        """The run's Device and Provenance; the Provenance's targets (every Patient) follow chunk by chunk."""
         device_id = fhir_uuid(f"{self.report.run_id}|device")
         device = {
             "resourceType": "Device",
@@ -238,12 +240,11 @@ class FhirWriter:
             "deviceName": [{"name": "synthcohort", "type": "manufacturer-name"}],
             "version": [{"value": __version__}],
         }
-        targets = [{"reference": f"Patient/{p}"} for p in patients] or [{"reference": f"Device/{device_id}"}]
         provenance = {
             "resourceType": "Provenance",
             "id": self.report.run_id,
             "meta": self.meta,
-            "target": targets,
+            "target": _TARGETS,
             "recorded": self.recorded.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
             "activity": {
                 "coding": [
@@ -273,23 +274,47 @@ class FhirWriter:
         self.report.written["Provenance"] += 1
         if self.fmt == "ndjson":
             sink.write("Device.ndjson", orjson.dumps(device) + b"\n")
-            sink.write("Provenance.ndjson", orjson.dumps(provenance) + b"\n")
-            return
-        bundle = {
-            "resourceType": "Bundle",
-            "id": fhir_uuid(f"{self.report.run_id}|bundle"),
-            "meta": self.meta,
-            "type": "transaction",
-            "entry": [
-                {
-                    "fullUrl": f"urn:uuid:{r['id']}",
-                    "resource": r,
-                    "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
-                }
-                for r in (device, provenance)
-            ],
-        }
-        sink.write_file("provenance.json", orjson.dumps(bundle, option=orjson.OPT_APPEND_NEWLINE))
+            name, text = "Provenance.ndjson", orjson.dumps(provenance) + b"\n"
+        else:
+            bundle = {
+                "resourceType": "Bundle",
+                "id": fhir_uuid(f"{self.report.run_id}|bundle"),
+                "meta": self.meta,
+                "type": "transaction",
+                "entry": [
+                    {
+                        "fullUrl": f"urn:uuid:{r['id']}",
+                        "resource": r,
+                        "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+                    }
+                    for r in (device, provenance)
+                ],
+            }
+            name, text = "provenance.json", orjson.dumps(bundle, option=orjson.OPT_APPEND_NEWLINE)
+        head, tail = text.split(orjson.dumps(_TARGETS))
+        return _StreamedProvenance(sink, name, head, tail, empty=f"Device/{device_id}")
+
+
+class _StreamedProvenance:
+    """One Provenance written as the export goes: its head, the Patient references of each chunk,
+    then its tail. No list of every patient is held (a million ids would be hundreds of MB)."""
+
+    def __init__(self, sink: _Sink, name: str, head: bytes, tail: bytes, *, empty: str) -> None:
+        """``empty``: the reference the Provenance targets when the export holds no patient."""
+        self.sink, self.name, self.tail, self.fallback = sink, name, tail, empty
+        self.empty = True
+        sink.write(name, head + b"[")
+
+    def add(self, patients: list[str]) -> None:
+        if patients:
+            refs = orjson.dumps([{"reference": f"Patient/{p}"} for p in patients])[1:-1]
+            self.sink.write(self.name, refs if self.empty else b"," + refs)
+            self.empty = False
+
+    def close(self) -> None:
+        if self.empty:
+            self.sink.write(self.name, orjson.dumps({"reference": self.fallback}))
+        self.sink.write(self.name, b"]" + self.tail)
 
 
 def _default_recorded(store: CohortStore) -> dt.datetime:
