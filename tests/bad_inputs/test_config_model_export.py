@@ -15,6 +15,7 @@ Case -> test (where another module already covers it):
   32 SIGINT during fit/generate/export    -> tests/bad_inputs/test_interrupts.py; same seed, same bytes:
                                              tests/bad_inputs/test_determinism.py
   neighbour: an unforeseen fault          -> here: exit 70, no traceback, no data in the message
+  neighbour: DuckDB out of memory         -> here: exit 4, the cap named, no internal fault
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
+from synthcohort import cohort
 from synthcohort.cli.main import cli
 from synthcohort.connectors.omop.ingest import Ingest
+from synthcohort.errors import SourceError
 from tests.bad_inputs.inputs import CANARY_NOTE, CANARY_PATIENT, leftovers
 
 
@@ -95,6 +98,48 @@ def test_unforeseen_fault_shows_no_data(omop_csv: Path, tmp_path: Path, monkeypa
     for text in (result.output, log.read_text()):
         assert CANARY_PATIENT not in text and CANARY_NOTE not in text and "Traceback" not in result.output
     assert "test_config_model_export.py" in log.read_text()  # the code location is recorded for a report
+    assert not (tmp_path / "c.duckdb").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "could not allocate block of size 256.0 KiB (511.8 MiB/512.0 MiB used)",
+            "error: DuckDB ran out of memory: a step needed more than its cap of 512.0 MiB",
+        ),
+        (
+            "failed to offload data block of size 256.0 KiB (9.0 GiB/9.0 GiB used).\n"
+            "This limit was set by the 'max_temp_directory_size' setting.",
+            "error: DuckDB ran out of disk space for the data it moves out of memory",
+        ),
+    ],
+    ids=["memory", "disk"],
+)
+def test_duckdb_out_of_memory_is_a_user_error(
+    omop_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, said: str
+) -> None:
+    def oom(*_: object, **__: object) -> None:
+        raise duckdb.OutOfMemoryException(f"Out of Memory Error: {text}")
+
+    monkeypatch.setattr(Ingest, "add", oom)
+    code, output = _extract(omop_csv, tmp_path / "c.duckdb")
+    assert code == SourceError.exit_code, output
+    assert said in output and "what to do:" in output
+    assert "internal fault" not in output and "Traceback" not in output and "SET memory_limit" not in output
+    assert not (tmp_path / "c.duckdb").exists() and leftovers(tmp_path) == []
+
+
+# 1MB: an INSERT fails with DuckDB's own error; 2MB: the statement after it fails as an aborted transaction.
+@pytest.mark.parametrize(("limit", "cap"), [("1MB", "976.5 KiB"), ("2MB", "1.9 MiB")])
+def test_store_out_of_its_memory_cap(
+    omop_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: str, cap: str
+) -> None:
+    hardened = cohort.hardened_config
+    monkeypatch.setattr(cohort, "hardened_config", lambda read_only, memory_limit=None: hardened(read_only, limit))
+    code, output = _extract(omop_csv, tmp_path / "c.duckdb")
+    assert code == SourceError.exit_code, output
+    assert f"error: DuckDB ran out of memory: a step needed more than its cap of {cap}" in output
     assert not (tmp_path / "c.duckdb").exists() and leftovers(tmp_path) == []
 
 

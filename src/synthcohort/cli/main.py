@@ -5,15 +5,17 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import select
 import sys
 import traceback
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import click
 
 from synthcohort import __version__
-from synthcohort.errors import SynthcohortError
+from synthcohort.errors import SourceError, SynthcohortError
 
 # command name -> module under synthcohort.cli that defines a click command called ``command``
 COMMANDS: dict[str, str] = {
@@ -47,13 +49,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SynthcohortError as exc:
-            # Code locations only: a chained low-level cause (a driver error) could quote data or a URL.
-            where = "".join(traceback.format_tb(exc.__traceback__))
-            logging.getLogger("synthcohort").debug("%s at\n%s", type(exc).__name__, where)
-            click.secho(f"error: {exc.message}", fg="red", err=True)
-            if exc.hint:
-                click.echo(f"  what to do: {exc.hint}", err=True)
-            ctx.exit(exc.exit_code)
+            _user_error(ctx, exc)
         except KeyboardInterrupt:
             click.echo("interrupted: no output was left under a final name", err=True)
             ctx.exit(130)
@@ -64,7 +60,51 @@ class LazyGroup(click.Group):
                 raise  # stdout closed early (``| head``): click stops quietly with code 1
             _internal_fault(ctx, exc)
         except Exception as exc:
-            _internal_fault(ctx, exc)
+            error = _out_of_memory(exc)
+            if error is None:
+                _internal_fault(ctx, exc)
+            _user_error(ctx, error.with_traceback(exc.__traceback__))
+
+
+def _user_error(ctx: click.Context, exc: SynthcohortError) -> NoReturn:
+    # Code locations only: a chained low-level cause (a driver error) could quote data or a URL.
+    where = "".join(traceback.format_tb(exc.__traceback__))
+    logging.getLogger("synthcohort").debug("%s at\n%s", type(exc).__name__, where)
+    click.secho(f"error: {exc.message}", fg="red", err=True)
+    if exc.hint:
+        click.echo(f"  what to do: {exc.hint}", err=True)
+    ctx.exit(exc.exit_code)
+
+
+def _out_of_memory(exc: BaseException) -> SourceError | None:
+    """DuckDB's out-of-memory error as a user error, also when it led to the error raised (the next
+    statement of its transaction fails as aborted). A DuckDB error only exists once DuckDB is loaded."""
+    duckdb = sys.modules.get("duckdb")
+    oom = next((e for e in _chain(exc) if isinstance(e, duckdb.OutOfMemoryException)), None) if duckdb else None
+    if oom is None:
+        return None
+    text = str(oom)  # of its text only a size is shown
+    if "max_temp_directory_size" in text:  # memory was full, and so was the disk that takes what memory cannot hold
+        return SourceError(
+            "DuckDB ran out of disk space for the data it moves out of memory",
+            "free disk space beside the store, and in the current folder when reading CSV files",
+        )
+    cap = re.search(r"/(\d+(?:\.\d+)? [KMGTP]?i?B) used\)", text)
+    return SourceError(
+        f"DuckDB ran out of memory: a step needed more than its cap{f' of {cap[1]}' if cap else ''}",
+        "the cap is set by the tool and no option changes it: work on fewer persons, or run again with "
+        "-vv --log-file and report it, with the rows per table ('synthcohort info' shows them)",
+    )
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then the error it was raised from or while handling, and so on."""
+    seen: set[int] = set()
+    at: BaseException | None = exc
+    while at is not None and id(at) not in seen:
+        seen.add(id(at))
+        yield at
+        at = at.__cause__ or at.__context__
 
 
 def _internal_fault(ctx: click.Context, exc: Exception) -> NoReturn:
