@@ -217,8 +217,13 @@ class CohortStore:
         self.con.register("_incoming", rows)
         try:
             inserted = self.con.execute(f'INSERT INTO "{table}" ({col_list}) SELECT {select} FROM _incoming').fetchone()
-        finally:
-            self.con.unregister("_incoming")
+        except duckdb.Error:
+            # A failed INSERT (out of memory, say) aborts the transaction, and unregistering would then
+            # fail too: the INSERT's own error is the one to raise.
+            with contextlib.suppress(duckdb.Error):
+                self.con.unregister("_incoming")
+            raise
+        self.con.unregister("_incoming")
         return int(inserted[0]) if inserted else 0
 
     # -- reading -------------------------------------------------------------------

@@ -143,6 +143,21 @@ def test_store_out_of_its_memory_cap(
     assert not (tmp_path / "c.duckdb").exists() and leftovers(tmp_path) == []
 
 
+def test_store_append_raises_the_out_of_memory_error_itself(
+    omop_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A library caller sees DuckDB's out-of-memory error, not the aborted transaction that follows it."""
+    import duckdb
+
+    from synthcohort.connectors.omop.csv_source import read_csv_folder
+
+    hardened = cohort.hardened_config
+    monkeypatch.setattr(cohort, "hardened_config", lambda read_only, memory_limit=None: hardened(read_only, "2MB"))
+    with pytest.raises(duckdb.OutOfMemoryException), cohort.CohortStore.building(tmp_path / "c.duckdb") as store:
+        read_csv_folder(omop_csv, store)
+    assert not (tmp_path / "c.duckdb").exists()
+
+
 # -- 30: model folders from elsewhere ------------------------------------------------------------------------------
 # The generator's suite covers another tool/format/CDM version and an altered file with its checksum left as it
 # was (tests/test_generator.py::test_model_of_another_version_or_altered_is_refused). Checksums in model.json are
