@@ -4,6 +4,7 @@
     python bench/export_scale.py --sizes 20000,100000,300000 # other sizes
     python bench/export_scale.py --work /big/disk --keep     # reuse the model and stores there
     python bench/export_scale.py --formats omop-duckdb-overwrite,omop-duckdb-append  # into an existing file
+    python bench/export_scale.py --sizes 20000 --formats omop-postgres,omop-postgres-append  # PostgreSQL
 
 A model is fitted once on synthea-omop-1k-split from ../shared/data and one synthetic store is
 generated per size (kept in --work and reused when it is there). Then every export runs in a
@@ -19,6 +20,12 @@ and, when named in --formats, into an existing DuckDB file (first written by an 
 
     synthcohort export STORE omop duckdb:///OUT.duckdb --overwrite
     synthcohort export STORE omop duckdb:///OUT.duckdb --append
+
+or into a PostgreSQL schema (--pg, default the local test server), new or first written by an export not
+measured (the schema, pgbench_export_scale_*, is dropped after each run):
+
+    synthcohort export STORE omop postgresql://... --schema S            # omop-postgres
+    synthcohort export STORE omop postgresql://... --schema S --append   # omop-postgres-append
 
 Reported per export: wall and CPU seconds, peak RSS, output size. Per format across sizes: the
 time slope (least squares, seconds per 100k persons), peak RSS at the largest size over the
@@ -50,10 +57,15 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "omop-csv": ("omop", "{out}", "--format", "csv"),
     "omop-duckdb-overwrite": ("omop", "duckdb:///{out}.duckdb", "--overwrite"),
     "omop-duckdb-append": ("omop", "duckdb:///{out}.duckdb", "--append"),
+    "omop-postgres": ("omop", "{pg}", "--schema", "{schema}"),
+    "omop-postgres-append": ("omop", "{pg}", "--schema", "{schema}", "--append"),
 }
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+
 DEFAULT_FORMATS = ("fhir-ndjson", "fhir-bundle", "omop-duckdb", "omop-csv")
 # Exports into a DuckDB file that an export of the same store wrote before.
-INTO_EXISTING = {"omop-duckdb-overwrite", "omop-duckdb-append"}
+INTO_EXISTING = {"omop-duckdb-overwrite": "omop-duckdb", "omop-duckdb-append": "omop-duckdb"}
+INTO_EXISTING["omop-postgres-append"] = "omop-postgres"
 
 
 def store_for(work: Path, model: Path, n: int, seed: int) -> Path:
@@ -70,10 +82,14 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def export(store: Path, fmt: str, out: Path) -> dict[str, Any]:
+def _schema(out: Path) -> str:
+    return "pgbench_export_scale_" + "".join(c if c.isalnum() else "_" for c in out.name.lower())
+
+
+def export(store: Path, fmt: str, out: Path, pg: str = PG) -> dict[str, Any]:
     """One `synthcohort export` in a child process; its own wall/CPU time and peak RSS (wait4).
     A failed export is reported with its error (the first line of its stderr), not raised."""
-    args = [a.format(out=out) for a in FORMATS[fmt]]
+    args = [a.format(out=out, pg=pg, schema=_schema(out)) for a in FORMATS[fmt]]
     cmd = _cli("export", str(store), *args)
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
@@ -93,9 +109,16 @@ def export(store: Path, fmt: str, out: Path) -> dict[str, Any]:
     }
 
 
-def _remove(out: Path) -> None:
+def _remove(out: Path, fmt: str, pg: str) -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.with_suffix(".duckdb").unlink(missing_ok=True)
+    if fmt.startswith("omop-postgres"):
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(pg.replace("postgresql://", "postgresql+psycopg://", 1))
+        with engine.begin() as con:
+            con.execute(sa.text(f'DROP SCHEMA IF EXISTS "{_schema(out)}" CASCADE'))
+        engine.dispose()
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -121,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated numbers of persons")
     ap.add_argument("--formats", default=",".join(DEFAULT_FORMATS), help="comma-separated, of " + ", ".join(FORMATS))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--pg", default=PG, help=f"PostgreSQL URL for the omop-postgres formats (default {PG})")
     ap.add_argument("--work", help="folder for the model, stores and outputs (default: a new temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic stores (outputs are always removed)")
     args = ap.parse_args(argv)
@@ -140,11 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         store = store_for(work, model, n, args.seed)
         for fmt in formats:
             out = work / f"out-{fmt}-{n}"
-            _remove(out)
-            if fmt in INTO_EXISTING and "failed" in export(store, "omop-duckdb", out):
+            _remove(out, fmt, args.pg)
+            if fmt in INTO_EXISTING and "failed" in export(store, INTO_EXISTING[fmt], out, args.pg):
                 raise SystemExit(f"the existing target for {fmt} could not be written")
-            run = {"persons": n, **export(store, fmt, out)}
-            _remove(out)
+            run = {"persons": n, **export(store, fmt, out, args.pg)}
+            _remove(out, fmt, args.pg)
             runs[fmt].append(run)
             print(json.dumps({"format": fmt, **{k: _round(v, 1) for k, v in run.items()}}), flush=True)
         if not args.keep:

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from synthcohort.cli.main import cli
 from synthcohort.cohort import EXPORT_MEMORY_LIMIT, CohortStore
-from synthcohort.connectors.omop import writer
+from synthcohort.connectors.omop import sql_writer, writer
 from synthcohort.connectors.omop.folder_writer import RowGroups
 from synthcohort.connectors.omop.validate import validate_omop
 from synthcohort.connectors.omop.writer import write_omop
@@ -248,11 +248,64 @@ def test_failed_postgres_write_rolls_back(
     assert tables == 0
 
 
+def _pg_state(url: str, schema: str) -> tuple[list[tuple[object, ...]], dict[str, int]]:
+    """The schema's constraints (table, name, definition, validated) and each table's row count."""
+    engine = sa.create_engine(url)
+    with engine.connect() as con:
+        constraints = con.execute(
+            sa.text(
+                "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), convalidated "
+                "FROM pg_constraint WHERE connamespace = CAST(:s AS regnamespace) ORDER BY 1, 2"
+            ),
+            {"s": schema},
+        ).fetchall()
+        tables = con.execute(
+            sa.text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema}
+        ).scalars()
+        counts = {t: con.execute(sa.text(f'SELECT count(*) FROM "{schema}"."{t}"')).scalar_one() for t in tables}
+    engine.dispose()
+    return [tuple(c) for c in constraints], counts
+
+
 @pytest.mark.postgres
 def test_postgres_append_and_validate(synthetic_store: Path, pg_schema: tuple[str, str]) -> None:
     url, schema = pg_schema
     assert export(synthetic_store, url, "--schema", schema)[0] == 0
+    constraints, counts = _pg_state(url, schema)
+    assert sum(1 for c in constraints if "FOREIGN KEY" in str(c[2])) > 50
     assert export(synthetic_store, url, "--schema", schema, "--append")[0] == 0
+    after, appended = _pg_state(url, schema)
+    assert after == constraints  # the foreign keys dropped for the load are back, validated, as they were
+    assert appended["measurement"] == 2 * counts["measurement"]
     result = CliRunner().invoke(cli, ["validate", "omop", url, "--schema", schema])
     for rule in ("primary_key_unique", "required_not_null", "foreign_key_resolves", "cdm_source_filled"):
         assert f"ok   {rule}" in result.output, result.output
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("recheck_up_to", [0, 8], ids=["keys-checked-per-row", "keys-dropped-and-added-back"])
+def test_postgres_append_with_a_violation_leaves_the_target_as_it_was(
+    synthetic_store: Path, pg_schema: tuple[str, str], monkeypatch: pytest.MonkeyPatch, recheck_up_to: int
+) -> None:
+    """Rows whose person is not written break PERSON_ID's foreign keys: checked per row as they are copied,
+    or when the dropped keys are added back, the append fails and the schema keeps its rows and keys."""
+    url, schema = pg_schema
+    assert export(synthetic_store, url, "--schema", schema)[0] == 0
+    before = _pg_state(url, schema)
+    real_iter, real_lift = writer.iter_tables, sql_writer._lift_foreign_keys
+    lifted: list[list[object]] = []
+
+    def without_persons(store: CohortStore) -> Iterator[tuple[str, pa.Table, bool]]:
+        return (item for item in real_iter(store) if item[0] != "person")
+
+    def lift(*args: object) -> list[object]:
+        lifted.append(real_lift(*args))  # type: ignore[arg-type]
+        return lifted[-1]
+
+    monkeypatch.setattr(sql_writer, "RECHECK_UP_TO", recheck_up_to)
+    monkeypatch.setattr(sql_writer, "iter_tables", without_persons)
+    monkeypatch.setattr(sql_writer, "_lift_foreign_keys", lift)
+    with CohortStore.open(synthetic_store) as store, pytest.raises(TargetError, match="nothing was written"):
+        write_omop(store, url, schema=schema, append=True)
+    assert bool(lifted[0]) == bool(recheck_up_to)
+    assert _pg_state(url, schema) == before
