@@ -10,7 +10,12 @@ import click
 @click.option("--schema", help="Target schema in a database (created when missing; default public / main).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), help="Folder format (default csv).")
 @click.option("--overwrite", is_flag=True, help="Replace the OMOP tables (or folder) already at TARGET.")
-@click.option("--append", is_flag=True, help="Add to the OMOP tables already in the target schema (fresh ids).")
+@click.option(
+    "--append",
+    is_flag=True,
+    help="Add to the OMOP tables already in the target schema (fresh ids). In PostgreSQL, the tables written "
+    "and those their keys reference (person, concept) can be locked against readers until the export commits.",
+)
 @click.pass_context
 def command(
     ctx: click.Context, target: str, schema: str | None, fmt: str | None, overwrite: bool, append: bool
