@@ -63,9 +63,12 @@ FORMATS: dict[str, tuple[str, ...]] = {
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 DEFAULT_FORMATS = ("fhir-ndjson", "fhir-bundle", "omop-duckdb", "omop-csv")
-# Exports into a DuckDB file that an export of the same store wrote before.
-INTO_EXISTING = {"omop-duckdb-overwrite": "omop-duckdb", "omop-duckdb-append": "omop-duckdb"}
-INTO_EXISTING["omop-postgres-append"] = "omop-postgres"
+# Exports into a target (DuckDB file or PostgreSQL schema) that the named export of the same store wrote before.
+INTO_EXISTING = {
+    "omop-duckdb-overwrite": "omop-duckdb",
+    "omop-duckdb-append": "omop-duckdb",
+    "omop-postgres-append": "omop-postgres",
+}
 
 
 def store_for(work: Path, model: Path, n: int, seed: int) -> Path:
