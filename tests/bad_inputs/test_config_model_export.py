@@ -147,8 +147,6 @@ def test_store_append_raises_the_out_of_memory_error_itself(
     omop_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A library caller sees DuckDB's out-of-memory error, not the aborted transaction that follows it."""
-    import duckdb
-
     from synthcohort.connectors.omop.csv_source import read_csv_folder
 
     hardened = cohort.hardened_config

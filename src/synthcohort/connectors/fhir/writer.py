@@ -292,16 +292,16 @@ class FhirWriter:
             }
             name, text = "provenance.json", orjson.dumps(bundle, option=orjson.OPT_APPEND_NEWLINE)
         head, tail = text.split(orjson.dumps(_TARGETS))
-        return _StreamedProvenance(sink, name, head, tail, empty=f"Device/{device_id}")
+        return _StreamedProvenance(sink, name, head, tail, fallback=f"Device/{device_id}")
 
 
 class _StreamedProvenance:
     """One Provenance written as the export goes: its head, the Patient references of each chunk,
     then its tail. No list of every patient is held (a million ids would be hundreds of MB)."""
 
-    def __init__(self, sink: _Sink, name: str, head: bytes, tail: bytes, *, empty: str) -> None:
-        """``empty``: the reference the Provenance targets when the export holds no patient."""
-        self.sink, self.name, self.tail, self.fallback = sink, name, tail, empty
+    def __init__(self, sink: _Sink, name: str, head: bytes, tail: bytes, *, fallback: str) -> None:
+        """``fallback``: the reference the Provenance targets when the export holds no patient."""
+        self.sink, self.name, self.tail, self.fallback = sink, name, tail, fallback
         self.empty = True
         sink.write(name, head + b"[")
 
