@@ -116,3 +116,66 @@ def test_only_a_held_lock_reads_as_locked() -> None:
     assert held_by_another_process(held)
     oom = duckdb.OutOfMemoryException("failed to allocate block of size 256.0 KiB (0 bytes/256.0 KiB used)")
     assert not held_by_another_process(oom)
+
+
+def _raised_while_handling(first: Exception, then: Exception) -> Exception:
+    try:
+        try:
+            raise first
+        except duckdb.Error:
+            raise then  # noqa: B904 -- as DuckDB's next statement fails in the aborted transaction
+    except duckdb.Error as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "cap"),
+    [
+        (
+            duckdb.OutOfMemoryException("could not allocate block of size 256.0 KiB (511.8 MiB/512.0 MiB used)"),
+            "512.0 MiB",
+        ),
+        (duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate data"), ""),
+        (
+            _raised_while_handling(
+                duckdb.OutOfMemoryException("failed to pin block of size 256.0 KiB (1.7 MiB/1.9 MiB used)"),
+                duckdb.TransactionException("Current transaction is aborted (please ROLLBACK)"),
+            ),
+            "1.9 MiB",
+        ),
+        (
+            duckdb.TransactionException(
+                'Failure while replaying WAL file "/data/c.duckdb.wal": Failed to commit: could not allocate block '
+                "of size 256.0 KiB (783.9 KiB/976.5 KiB used)"
+            ),
+            "976.5 KiB",
+        ),
+        (
+            duckdb.FatalException(
+                "FATAL Error: Failed to create checkpoint because of error: failed to allocate data of size 3.0 MiB "
+                "(265.9 KiB/1.9 MiB used)"
+            ),
+            "1.9 MiB",
+        ),
+    ],
+    ids=["typed", "typed-without-sizes", "in-the-chain", "replaying-a-log", "checkpointing"],
+)
+def test_out_of_memory_is_recognised_and_names_only_the_cap(exc: Exception, cap: str) -> None:
+    from synthcohort.cohort import out_of_memory
+
+    said = out_of_memory(exc)
+    assert said is not None
+    assert said.message == f"DuckDB ran out of memory: a step needed more than its cap{f' of {cap}' if cap else ''}"
+    assert said.hint.startswith("the cap is set by the tool")
+
+
+def test_other_duckdb_errors_are_not_out_of_memory() -> None:
+    from synthcohort.cohort import out_of_memory
+
+    for exc in (
+        duckdb.ConversionException("Could not convert string 'of size 1 KiB (1 KiB/2 KiB used)' to INT64"),
+        duckdb.IOException("Could not write file: No space left on device"),
+        duckdb.TransactionException("Current transaction is aborted (please ROLLBACK)"),
+        ValueError("block of size 256.0 KiB (1.0 MiB/1.0 MiB used)"),
+    ):
+        assert out_of_memory(exc) is None, exc

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -74,6 +75,61 @@ def held_by_another_process(exc: BaseException) -> bool:
     merely contains "lock": an out-of-memory error speaks of blocks)."""
     text = str(exc).lower()
     return "could not set lock" in text or "conflicting lock" in text
+
+
+class Exhausted(NamedTuple):
+    """What to say when DuckDB ran out of memory (or of disk for what memory cannot hold), and what to do."""
+
+    message: str
+    hint: str
+
+
+_SIZE = r"\d+(?:\.\d+)? (?:bytes|[KMGTP]?i?B)"
+_CAP = re.compile(rf"/({_SIZE}) used\)")
+# DuckDB's buffer pool: "could not allocate block / failed to allocate data / failed to pin block of size 256.0 KiB
+# (783.9 KiB/976.5 KiB used)"; replaying a write-ahead log or checkpointing reports it as a failed transaction or
+# a fatal error, not as its out-of-memory error.
+_POOL_FULL = re.compile(rf"of size {_SIZE} \({_SIZE}/{_SIZE} used\)")
+
+
+def out_of_memory(exc: BaseException) -> Exhausted | None:
+    """DuckDB's out-of-memory error in ``exc`` or in an error it was raised from or while handling (the next
+    statement of a transaction fails as aborted), in words; None for any other error. Of DuckDB's text only
+    the cap is shown."""
+    oom = next((e for e in _chain(exc) if _is_out_of_memory(e)), None)
+    if oom is None:
+        return None
+    text = str(oom)
+    if "max_temp_directory_size" in text:  # memory was full, and so was the disk that takes what memory cannot hold
+        return Exhausted(
+            "DuckDB ran out of disk space for the data it moves out of memory",
+            "free disk space beside the DuckDB file read or written (the cohort store, an export's target), "
+            "and in the current folder when reading CSV files",
+        )
+    cap = _CAP.search(text)
+    return Exhausted(
+        f"DuckDB ran out of memory: a step needed more than its cap{f' of {cap[1]}' if cap else ''}",
+        "the cap is set by the tool and no option changes it: work on fewer persons, or run again with "
+        "-vv --log-file and report it, with the rows per table ('synthcohort info' shows them)",
+    )
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return True
+    # of these types only (an error that quotes a value, a failed conversion, says nothing of memory)
+    wrapped = isinstance(exc, duckdb.TransactionException | duckdb.FatalException)
+    return wrapped and _POOL_FULL.search(str(exc)) is not None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then the error it was raised from or while handling, and so on."""
+    seen: set[int] = set()
+    at: BaseException | None = exc
+    while at is not None and id(at) not in seen:
+        seen.add(id(at))
+        yield at
+        at = at.__cause__ or at.__context__
 
 
 def _connect(path: Path, read_only: bool, memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -85,6 +87,18 @@ def write_omop_csv(folder: Path, persons: int = 40, seed: int = 7) -> Path:
 def leftovers(folder: Path) -> list[str]:
     """Temporary or partial files left in ``folder``."""
     return sorted(p.name for p in folder.rglob("*") if ".partial" in p.name or p.name.endswith((".wal", ".tmp")))
+
+
+def leave_unsaved_log(path: Path) -> None:
+    """Leave the DuckDB file ``path`` with a write-ahead log of 150,000 rows (6 MB) in table NOTES, as a writer
+    killed before its checkpoint does: opening the file replays the log in memory, a checkpoint writes it out."""
+    killed = (
+        f"import duckdb, os; c = duckdb.connect({str(path)!r}); c.execute('CREATE TABLE notes (i BIGINT, t VARCHAR)'); "
+        "[c.execute(f'INSERT INTO notes SELECT range, md5(range::VARCHAR) FROM range({k}000, {k + 1}000)') "
+        "for k in range(150)]; os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", killed], check=True)
+    assert Path(f"{path}.wal").stat().st_size > 4_000_000
 
 
 def fill_pg(url: str, schema: str) -> None:

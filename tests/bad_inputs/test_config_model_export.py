@@ -15,7 +15,9 @@ Case -> test (where another module already covers it):
   32 SIGINT during fit/generate/export    -> tests/bad_inputs/test_interrupts.py; same seed, same bytes:
                                              tests/bad_inputs/test_determinism.py
   neighbour: an unforeseen fault          -> here: exit 70, no traceback, no data in the message
-  neighbour: DuckDB out of memory         -> here: exit 4, the cap named, no internal fault
+  neighbour: DuckDB out of memory         -> here: exit 4, the cap named, no internal fault; a command that
+                                             opens a DuckDB file keeps its own error and exit code but says so
+                                             (export: tests/omop/test_writer.py)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from synthcohort import cohort
 from synthcohort.cli.main import cli
 from synthcohort.connectors.omop.ingest import Ingest
 from synthcohort.errors import SourceError
-from tests.bad_inputs.inputs import CANARY_NOTE, CANARY_PATIENT, leftovers
+from tests.bad_inputs.inputs import CANARY_NOTE, CANARY_PATIENT, leave_unsaved_log, leftovers
 
 
 def _extract(src: Path, out: Path, *extra: str) -> tuple[int, str]:
@@ -154,6 +156,44 @@ def test_store_append_raises_the_out_of_memory_error_itself(
     with pytest.raises(duckdb.OutOfMemoryException), cohort.CohortStore.building(tmp_path / "c.duckdb") as store:
         read_csv_folder(omop_csv, store)
     assert not (tmp_path / "c.duckdb").exists()
+
+
+CAP_1MB = "(DuckDB ran out of memory: a step needed more than its cap of 976.5 KiB)"
+
+
+# Opening a DuckDB file left with a write-ahead log replays it in memory; under a 1 MB cap DuckDB reports the block
+# it could not allocate as a failed transaction (not as its out-of-memory error), with the path of the log.
+@pytest.mark.parametrize(
+    ("argv", "capped", "code", "said"),
+    [
+        (["validate", "omop", "{file}"], "connectors.omop.validate", 3, f"error: f.duckdb cannot be opened {CAP_1MB}"),
+        (["extract", "omop", "duckdb:///{file}", "-o", "{out}"], "connectors.omop.database", 4, f"failed {CAP_1MB}"),
+        (
+            ["extract", "fhir", "{fhir}", "--vocab", "{file}", "-o", "{out}"],
+            "mappings.vocabulary",
+            3,
+            f"error: cannot open the vocabulary database f.duckdb {CAP_1MB}",
+        ),
+        (["info", "{file}"], "cohort", 4, f"error: {CAP_1MB[1:-1]}"),
+    ],
+    ids=["validate", "source", "vocabulary", "store"],
+)
+def test_duckdb_file_whose_log_exceeds_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], capped: str, code: int, said: str
+) -> None:
+    file, out, fhir = tmp_path / "f.duckdb", tmp_path / "c.duckdb", tmp_path / "Patient.ndjson"
+    leave_unsaved_log(file)
+    fhir.write_text('{"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-01-01"}\n')
+    hardened = cohort.hardened_config
+    monkeypatch.setattr(
+        f"synthcohort.{capped}.hardened_config", lambda read_only, memory_limit=None: hardened(read_only, "1MB")
+    )
+    args = [a.format(file=file, out=out, fhir=fhir) for a in argv]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == code, result.output
+    assert said in result.output and "what to do: the cap is set by the tool" in result.output
+    assert "WAL" not in result.output and "Possible solutions" not in result.output  # none of DuckDB's own text
+    assert not out.exists()
 
 
 # -- 30: model folders from elsewhere ------------------------------------------------------------------------------

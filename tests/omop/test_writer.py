@@ -17,11 +17,12 @@ from click.testing import CliRunner
 
 from synthcohort.cli.main import cli
 from synthcohort.cohort import EXPORT_MEMORY_LIMIT, CohortStore
-from synthcohort.connectors.omop import sql_writer, writer
+from synthcohort.connectors.omop import duckdb_target, sql_writer, writer
 from synthcohort.connectors.omop.folder_writer import RowGroups
 from synthcohort.connectors.omop.validate import validate_omop
 from synthcohort.connectors.omop.writer import write_omop
 from synthcohort.errors import TargetError
+from tests.bad_inputs.inputs import leave_unsaved_log
 
 
 def export(store: Path, target: str, *extra: str) -> tuple[int, str]:
@@ -228,6 +229,95 @@ def test_duckdb_target_keeps_its_other_tables_and_unsaved_log(synthetic_store: P
     con = duckdb.connect(str(target), read_only=True)
     assert con.execute("SELECT t FROM notes").fetchall() == [("kept",)]
     assert con.execute("SELECT count(*) FROM person").fetchall() == [(2 * persons,)]
+    con.close()
+
+
+OUT_OF_MEMORY = "DuckDB ran out of memory: a step needed more than its cap of"
+CAP_HINT = "what to do: the cap is set by the tool and no option changes it"
+
+
+@pytest.mark.parametrize(
+    ("raised", "said"),
+    [
+        (
+            duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block (488.2 MiB/488.2 MiB used)"),
+            f"error: writing out.duckdb failed ({OUT_OF_MEMORY} 488.2 MiB); nothing was written\n  {CAP_HINT}",
+        ),
+        (
+            duckdb.OutOfMemoryException(
+                "Out of Memory Error: failed to offload data block of size 256.0 KiB (9.0 GiB/9.0 GiB used).\n"
+                "This limit was set by the 'max_temp_directory_size' setting."
+            ),
+            "error: writing out.duckdb failed (DuckDB ran out of disk space for the data it moves out of memory); "
+            "nothing was written\n  what to do: free disk space beside the DuckDB file read or written",
+        ),
+        (  # any other DuckDB error: its type only, as before
+            duckdb.ConversionException("Could not convert string 'Jeanne Canary' to INT64"),
+            "error: writing out.duckdb failed (ConversionException); nothing was written\n",
+        ),
+    ],
+    ids=["memory", "disk", "other"],
+)
+def test_duckdb_export_that_runs_out_of_memory_says_so(
+    synthetic_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raised: duckdb.Error, said: str
+) -> None:
+    real = writer.iter_tables
+
+    def iter_tables(store: CohortStore, chunk_persons: int = 10_000) -> Iterator[tuple[str, pa.Table, bool]]:
+        for i, item in enumerate(real(store, chunk_persons)):
+            if i == 5:
+                raise raised
+            yield item
+
+    monkeypatch.setattr(sql_writer, "iter_tables", iter_tables)
+    code, output = export(synthetic_store, f"duckdb:///{tmp_path / 'out.duckdb'}")
+    assert code == TargetError.exit_code, output
+    assert said in output and "Canary" not in output
+    assert ("what to do" in output) == ("what to do" in said)  # no hint for another error, as before
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_duckdb_export_under_a_tiny_cap_says_it_ran_out_of_memory(
+    synthetic_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing a new target or appending to one under a 2 MB cap fails in DuckDB: nothing is written."""
+    target = tmp_path / "out.duckdb"
+    said = f"error: writing out.duckdb failed ({OUT_OF_MEMORY} 1.9 MiB); nothing was written\n  {CAP_HINT}"
+    monkeypatch.setattr(duckdb_target, "EXPORT_MEMORY_LIMIT", "2MB")
+    code, output = export(synthetic_store, f"duckdb:///{target}")
+    assert code == TargetError.exit_code and said in output, output
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert export(synthetic_store, f"duckdb:///{target}")[0] == 0
+    before = target.read_bytes()
+    monkeypatch.setattr(duckdb_target, "EXPORT_MEMORY_LIMIT", "2MB")
+    code, output = export(synthetic_store, f"duckdb:///{target}", "--append")
+    assert code == TargetError.exit_code and said in output, output
+    assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["out.duckdb"]
+
+
+@pytest.mark.parametrize(
+    ("limit", "said"),
+    [
+        ("1MB", f"error: the DuckDB target out.duckdb cannot be opened ({OUT_OF_MEMORY} 976.5 KiB)"),
+        ("2MB", f"error: checkpointing the DuckDB target out.duckdb failed ({OUT_OF_MEMORY} 1.9 MiB)"),
+    ],
+    ids=["replaying-its-log", "checkpointing"],
+)
+def test_duckdb_target_whose_unsaved_log_exceeds_the_cap(
+    synthetic_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: str, said: str
+) -> None:
+    """DuckDB reports these as a failed transaction or a fatal error, not as its out-of-memory error."""
+    target = tmp_path / "out.duckdb"
+    assert export(synthetic_store, f"duckdb:///{target}")[0] == 0
+    leave_unsaved_log(target)
+    monkeypatch.setattr(duckdb_target, "EXPORT_MEMORY_LIMIT", limit)
+    code, output = export(synthetic_store, f"duckdb:///{target}", "--append")
+    assert code == TargetError.exit_code, output
+    assert f"{said}\n  {CAP_HINT}" in output and "WAL" not in output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.duckdb", "out.duckdb.wal"]
+    con = duckdb.connect(str(target), read_only=True)
+    assert con.execute("SELECT count(*) FROM notes").fetchall() == [(150_000,)]
     con.close()
 
 

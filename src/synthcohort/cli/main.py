@@ -5,11 +5,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import re
 import select
 import sys
 import traceback
-from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import click
@@ -77,34 +75,14 @@ def _user_error(ctx: click.Context, exc: SynthcohortError) -> NoReturn:
 
 
 def _out_of_memory(exc: BaseException) -> SourceError | None:
-    """DuckDB's out-of-memory error as a user error, also when it led to the error raised (the next
-    statement of its transaction fails as aborted). A DuckDB error only exists once DuckDB is loaded."""
-    duckdb = sys.modules.get("duckdb")
-    oom = next((e for e in _chain(exc) if isinstance(e, duckdb.OutOfMemoryException)), None) if duckdb else None
-    if oom is None:
+    """DuckDB's out-of-memory error as a user error, also when it led to the error raised. A DuckDB error
+    only exists once DuckDB is loaded (and the module that names it is only imported then)."""
+    if "duckdb" not in sys.modules:
         return None
-    text = str(oom)  # of its text only a size is shown
-    if "max_temp_directory_size" in text:  # memory was full, and so was the disk that takes what memory cannot hold
-        return SourceError(
-            "DuckDB ran out of disk space for the data it moves out of memory",
-            "free disk space beside the store, and in the current folder when reading CSV files",
-        )
-    cap = re.search(r"/(\d+(?:\.\d+)? [KMGTP]?i?B) used\)", text)
-    return SourceError(
-        f"DuckDB ran out of memory: a step needed more than its cap{f' of {cap[1]}' if cap else ''}",
-        "the cap is set by the tool and no option changes it: work on fewer persons, or run again with "
-        "-vv --log-file and report it, with the rows per table ('synthcohort info' shows them)",
-    )
+    from synthcohort.cohort import out_of_memory
 
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc``, then the error it was raised from or while handling, and so on."""
-    seen: set[int] = set()
-    at: BaseException | None = exc
-    while at is not None and id(at) not in seen:
-        seen.add(id(at))
-        yield at
-        at = at.__cause__ or at.__context__
+    said = out_of_memory(exc)
+    return SourceError(said.message, said.hint) if said else None
 
 
 def _internal_fault(ctx: click.Context, exc: Exception) -> NoReturn:

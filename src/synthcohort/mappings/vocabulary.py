@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from synthcohort import cdm
-from synthcohort.cohort import hardened_config
+from synthcohort.cohort import hardened_config, out_of_memory
 from synthcohort.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,10 @@ class Vocabulary:
             # A vocabulary file may hold views over other files or URLs: none of that is followed.
             con = duckdb.connect(str(path), config=hardened_config(read_only=True))
         except duckdb.Error as exc:
+            if said := out_of_memory(exc):
+                raise InputError(
+                    f"cannot open the vocabulary database {path.name} ({said.message})", said.hint
+                ) from None
             raise InputError(f"cannot open the vocabulary database {path.name}: {exc}") from None
         found = {
             r[0]
@@ -183,8 +187,12 @@ class Vocabulary:
         try:
             for table in ("concept", "concept_relationship"):
                 con.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
-        except duckdb.Error:
+        except duckdb.Error as exc:
             con.close()
+            if said := out_of_memory(exc):
+                raise InputError(
+                    f"the vocabulary tables in {path.name} cannot be read ({said.message})", said.hint
+                ) from None
             raise InputError(
                 f"the vocabulary tables in {path.name} cannot be read (views over files or URLs are not followed)",
                 "give a DuckDB file whose concept and concept_relationship are tables",

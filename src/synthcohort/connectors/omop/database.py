@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
-from synthcohort.cohort import hardened_config, held_by_another_process
+from synthcohort.cohort import hardened_config, held_by_another_process, out_of_memory
 from synthcohort.errors import (
     DependencyMissing,
     InputError,
@@ -84,6 +84,8 @@ _DROPPED = (
 
 def classify(exc: BaseException, where: str) -> Exception:
     """Turn a driver error into the tool's error tree, without values, passwords or tracebacks."""
+    if said := out_of_memory(exc):  # a DuckDB source read under the store's cap
+        return SourceError(f"reading {where} failed ({said.message})", said.hint)
     text = str(getattr(exc, "orig", exc) or "").lower()
     code = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(getattr(exc, "orig", None), "pgcode", None)
     if code == "42501" or "permission denied" in text:

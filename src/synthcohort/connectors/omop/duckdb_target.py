@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from synthcohort.cohort import EXPORT_MEMORY_LIMIT, hardened_config, held_by_another_process
+from synthcohort.cohort import EXPORT_MEMORY_LIMIT, hardened_config, held_by_another_process, out_of_memory
 from synthcohort.errors import TargetError
 
 _SPACE_HINT = "an existing DuckDB target is rewritten as a copy beside it: check free space for twice its size"
@@ -31,6 +31,8 @@ def connect_target(path: Path, shown: str, *, read_only: bool = False) -> duckdb
                 f"the DuckDB target {shown} is locked by another process",
                 "close the program holding it, then run again",
             ) from None
+        if said := out_of_memory(exc):
+            raise TargetError(f"the DuckDB target {shown} cannot be opened ({said.message})", said.hint) from None
         raise TargetError(
             f"the DuckDB target {shown} cannot be opened as a DuckDB database ({type(exc).__name__})",
             "name a DuckDB file, or a path where none exists yet",
@@ -69,7 +71,9 @@ def _read_locked(target: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         try:
             con.execute("CHECKPOINT")
         except duckdb.Error as exc:
-            raise TargetError(f"checkpointing the DuckDB target {target.name} failed ({type(exc).__name__})") from None
+            said = out_of_memory(exc)
+            reason, hint = said if said else (type(exc).__name__, None)
+            raise TargetError(f"checkpointing the DuckDB target {target.name} failed ({reason})", hint) from None
         finally:
             con.close()
     con = connect_target(target, target.name, read_only=True)

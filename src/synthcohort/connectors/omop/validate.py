@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthcohort import cdm
-from synthcohort.cohort import hardened_config, held_by_another_process
+from synthcohort.cohort import hardened_config, held_by_another_process, out_of_memory
 from synthcohort.errors import InputError, SourceError
 
 VALID_GENDERS = (8507, 8532, 8551, 8570, 8521)
@@ -254,12 +254,9 @@ def _validate_duckdb_file(path: Path, schema: str) -> ValidationResult:
     try:
         con = duckdb.connect(str(path), config=hardened_config(read_only=True))
     except duckdb.Error as exc:
-        if held_by_another_process(exc):
-            msg = "is locked by another process"
-        elif isinstance(exc, duckdb.OutOfMemoryException):
-            msg = "cannot be opened within DuckDB's memory limit"
-        else:
-            msg = "is not a DuckDB database"
+        if said := out_of_memory(exc):
+            raise InputError(f"{path.name} cannot be opened ({said.message})", said.hint) from None
+        msg = "is locked by another process" if held_by_another_process(exc) else "is not a DuckDB database"
         raise InputError(f"{path.name} {msg}") from None
     try:
         names = {
