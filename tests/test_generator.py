@@ -20,6 +20,7 @@ from synthcohort.cohort import CohortStore
 from synthcohort.errors import CohortTooSmallError, ConfigError, InputError, ModelError
 from synthcohort.evaluation.features import _visit_gaps as visit_gaps
 from synthcohort.generator import engine_class, load_model
+from synthcohort.generator.patient_vector import QUASI_IDENTIFIERS, build_matrix
 from synthcohort.generator.safeguards import year_of
 from synthcohort.generator.timeline import _fit_span, lay_out
 from synthcohort.generator.timeline_stats import Q21, Q101, _era_edges, fit_stats
@@ -565,3 +566,21 @@ def test_values_of_fewer_than_k_persons_are_not_learned(fitted: tuple[Path, Path
     stats = fit_stats(data, sorted(int(t) for t in data.visits["concept"].unique()), k)
     assert stats["value_null"][code] == 1.0 and not stats["value_q"][code].any()
     assert (stats["value_null"] < 1).any()  # the other measurements keep their values
+
+
+def test_quasi_identifiers_come_from_leaves_of_twice_min_leaf(fitted: tuple[Path, Path]) -> None:
+    """Year of birth, race, ethnicity and the dates of care, what an attacker most likely knows, are
+    drawn from leaves of at least 2 x min_leaf training persons; the other trees keep min_leaf."""
+    model = load_model(fitted[1])
+    min_leaf = model.params["min_leaf"]
+    layout = model.layout
+    x = build_matrix(_training_data(fitted, model.params["k"]), layout)
+    smallest = {}
+    for name in (*QUASI_IDENTIFIERS, "visits_9202", "total_measurement"):
+        j = layout.index(name)
+        leaves = np.bincount(model.model.trees[j - 2].apply(x))
+        smallest[name] = leaves[leaves > 0].min()
+    for name in QUASI_IDENTIFIERS:
+        assert smallest[name] >= 2 * min_leaf, name
+    # the rule is about something: other trees split down to min_leaf
+    assert min(smallest["visits_9202"], smallest["total_measurement"]) < 2 * min_leaf

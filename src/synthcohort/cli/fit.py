@@ -13,7 +13,12 @@ import click
 @click.option("--seed", default="0", show_default=True, help="Seed of the split and of the model (a whole number).")
 @click.option("--k", "k", default=11, show_default=True, type=int, help="Concepts held by fewer persons are rolled up.")
 @click.option(
-    "--min-leaf", default=11, show_default=True, type=int, help="Smallest group of persons a tree leaf summarises."
+    "--min-leaf",
+    default=11,
+    show_default=True,
+    type=int,
+    help="Smallest group of persons a tree leaf summarises (twice that for year of birth, race, ethnicity and "
+    "the observation window).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
 def command(

@@ -5,7 +5,8 @@
    death, how many codes of each concept cluster the person holds (clusters.py), then a count
    per concept held by >= k persons, then the relative time of each concept's first occurrence.
 2. Roots (sex x age band) are drawn by quota; every later variable is drawn from the leaf of a
-   CART tree fitted on the earlier ones (leaves of >= ``min_leaf`` persons: the privacy knob).
+   CART tree fitted on the earlier ones (leaves of >= ``min_leaf`` persons: the privacy knob;
+   twice as many for the quasi-identifiers, patient_vector.QUASI_IDENTIFIERS).
    Domain totals come early, so a zero total means no concept of that domain.
 3. Timelines (timeline.py): visits per type spaced by the learned rhythm inside the window,
    every event on a visit, first occurrences at their learned point, values from each
@@ -63,7 +64,7 @@ class NativeEngine(Engine):
             x,
             self.layout.n_base,
             MAX_PREDICTORS,
-            self.params["min_leaf"],
+            self.layout.leaf_sizes(self.params["min_leaf"]),
             self.params["seed"],
             progress=(lambda done, total: progress("trees", done, total)) if progress else None,
         )

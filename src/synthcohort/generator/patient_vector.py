@@ -28,6 +28,9 @@ from synthcohort.generator.trees import Variable
 
 N_BANDS = TOP_AGE // 5 + 1  # 5-year age bands, the last one "90 and over"
 # Order of the timing variables: the clinical domains first, measurements (many, near-universal) last.
+# What an attacker most likely knows of a patient: year of birth, race, ethnicity and the dates of
+# care. Their trees have leaves of twice ``min_leaf`` persons (sex and age band are drawn by quota).
+QUASI_IDENTIFIERS = ("age_in_band", "race", "ethnicity", "days_before_data_end", "observation_start_share_of_life")
 TIMING_ORDER = ("condition_occurrence", "drug_exposure", "procedure_occurrence", "observation", "measurement")
 
 
@@ -57,6 +60,12 @@ class Layout:
 
     def index(self, name: str) -> int:
         return next(i for i, v in enumerate(self.variables) if v.name == name)
+
+    def leaf_sizes(self, min_leaf: int) -> np.ndarray:
+        """Per variable, the fewest persons a leaf of its tree holds: twice ``min_leaf`` for the quasi-identifiers."""
+        sizes = np.full(len(self.variables), min_leaf, dtype=np.int64)
+        sizes[[self.index(name) for name in QUASI_IDENTIFIERS]] = 2 * min_leaf
+        return sizes
 
 
 def build_layout(data: TrainingData) -> Layout:

@@ -184,11 +184,12 @@ class SequentialTrees:
         x: np.ndarray,
         base: int,
         max_predictors: int,
-        min_leaf: int,
+        min_leaf: np.ndarray,
         seed: int,
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
-        """Fit a tree per variable on the ``base`` first variables and the earlier ones most correlated.
+        """Fit a tree per variable on the ``base`` first variables and the earlier ones most correlated,
+        with leaves of at least ``min_leaf[j]`` persons for variable j.
 
         ``progress(done, total)`` is called after each tree.
         """
@@ -207,7 +208,7 @@ class SequentialTrees:
                 score = np.abs(yz @ z[:, extra[0] : extra[-1] + 1])
                 extra = np.sort(extra[np.argsort(-score, kind="stable")[:max_predictors]])
             predictors = np.concatenate([fixed, extra]).astype(np.int64)
-            self.trees.append(fit_tree(var, x[rows], x[rows, j], predictors, min_leaf, seed + j))
+            self.trees.append(fit_tree(var, x[rows], x[rows, j], predictors, int(min_leaf[j]), seed + j))
             if progress:
                 progress(len(self.trees), total)
 

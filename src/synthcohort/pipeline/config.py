@@ -44,7 +44,7 @@ class ModelConfig:
     holdout: float = 0.2
     seed: int = 0
     k: int = 11
-    min_leaf: int = 20
+    min_leaf: int = 11
 
 
 @dataclass(frozen=True)
