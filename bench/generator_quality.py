@@ -65,8 +65,10 @@ def _get(figures: dict[str, Any], path: tuple[str, ...]) -> float | None:
 def _domain_ratios(figures: dict[str, Any]) -> dict[str, float]:
     """Events per patient, per domain: ratio of means and KS statistic."""
     per = figures.get("fidelity", {}).get("events_per_patient", {})
-    out = {f"ratio_{d}": float(v["ratio_of_means"]) for d, v in per.items() if v.get("ratio_of_means") is not None}
-    return out | {f"ks_{d}": float(v["ks"]) for d, v in per.items() if v.get("ks") is not None}
+    held = {d: v for d, v in per.items() if v.get("ratio_of_means") is not None}  # domains the real cohort has
+    return {f"ratio_{d}": float(v["ratio_of_means"]) for d, v in held.items()} | {
+        f"ks_{d}": float(v["ks"]) for d, v in held.items() if v.get("ks") is not None
+    }
 
 
 def _extract(folder: Path) -> Path:
