@@ -27,10 +27,10 @@ from synthcohort.generator.training import TrainingData
 from synthcohort.generator.trees import Variable
 
 N_BANDS = TOP_AGE // 5 + 1  # 5-year age bands, the last one "90 and over"
-# Order of the timing variables: the clinical domains first, measurements (many, near-universal) last.
 # What an attacker most likely knows of a patient: year of birth, race, ethnicity and the dates of
 # care. Their trees have leaves of twice ``min_leaf`` persons (sex and age band are drawn by quota).
 QUASI_IDENTIFIERS = ("age_in_band", "race", "ethnicity", "days_before_data_end", "observation_start_share_of_life")
+# Order of the timing variables: the clinical domains first, measurements (many, near-universal) last.
 TIMING_ORDER = ("condition_occurrence", "drug_exposure", "procedure_occurrence", "observation", "measurement")
 
 
