@@ -129,3 +129,20 @@ def test_person_ranges_stay_in_duckdb(tmp_path: Path, monkeypatch: pytest.Monkey
             assert steps == [3, 3, 1]
             assert report.written["Patient"] == 7
     assert len(list((tmp_path / "bundle" / "bundles").iterdir())) == 7
+
+
+def test_export_summary_says_what_was_not_exported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from synthcohort.cli.main import cli
+    from synthcohort.connectors.fhir import writer
+
+    with CohortStore.building(tmp_path / "store.duckdb"):
+        pass
+    report = writer.ExportReport()
+    report.skipped.update({"measurement:no_code": 3, "reference_dropped": 2})
+    monkeypatch.setattr(writer, "write_fhir", lambda *args, **kwargs: report)
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "store.duckdb"), "fhir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "not exported: 3 measurement rows without a code\n" in result.output
+    assert "not exported: 2 references dropped (their target is not in the store)\n" in result.output

@@ -29,4 +29,14 @@ def command(ctx: click.Context, outdir: str, fmt: str, gz: bool, seed: str, over
     click.echo(f"FHIR R4 written to {outdir}: {total:,} resources in {len(report.files):,} files (run {report.run_id})")
     click.echo("  " + ", ".join(f"{t} {n:,}" for t, n in sorted(report.written.items())))
     for reason, n in sorted(report.skipped.items()):
-        click.echo(f"  not exported: {n:,} {reason.replace(':', ' rows without ').replace('_', ' ')}")
+        click.echo(f"  not exported: {n:,} {skip_text(reason)}")
+
+
+def skip_text(reason: str) -> str:
+    """A skip reason of the FHIR writer in words: ``measurement:no_code`` is "measurement rows without a code"."""
+    table, _, why = reason.partition(":")
+    if why == "no_code":
+        return f"{table} rows without a code"
+    if reason == "reference_dropped":
+        return "references dropped (their target is not in the store)"
+    return reason.replace(":", " ").replace("_", " ")
