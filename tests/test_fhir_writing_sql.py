@@ -90,7 +90,8 @@ def test_provenance_targets_every_patient_across_chunks(tmp_path: Path) -> None:
         read_fhir(tmp_path / "in.ndjson", store)
     with CohortStore.open(tmp_path / "store.duckdb") as store:
         for fmt in ("ndjson", "bundle"):
-            FhirWriter(store, fmt=fmt, chunk_size=3).write(tmp_path / fmt)
+            report = FhirWriter(store, fmt=fmt, chunk_size=3).write(tmp_path / fmt)
+            assert report.files == sum(1 for p in (tmp_path / fmt).rglob("*") if p.is_file())  # counted, not listed
     written = [orjson.loads(line)["id"] for line in (tmp_path / "ndjson" / "Patient.ndjson").read_bytes().splitlines()]
     assert len(written) == 7
     provenance = orjson.loads((tmp_path / "ndjson" / "Provenance.ndjson").read_bytes())

@@ -26,7 +26,7 @@ def command(ctx: click.Context, outdir: str, fmt: str, gz: bool, seed: str, over
     ):
         report = write_fhir(store, outdir, fmt=fmt, gz=gz, seed=seed, overwrite=overwrite, progress=bar.advance)
     total = sum(report.written.values())
-    click.echo(f"FHIR R4 written to {outdir}: {total:,} resources in {len(report.files):,} files (run {report.run_id})")
+    click.echo(f"FHIR R4 written to {outdir}: {total:,} resources in {report.files:,} files (run {report.run_id})")
     click.echo("  " + ", ".join(f"{t} {n:,}" for t, n in sorted(report.written.items())))
     for reason, n in sorted(report.skipped.items()):
         click.echo(f"  not exported: {n:,} {skip_text(reason)}")

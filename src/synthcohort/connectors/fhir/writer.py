@@ -46,7 +46,7 @@ _TARGETS = "<targets>"  # stands for the Provenance's target list until it is st
 class ExportReport:
     written: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
-    files: list[str] = field(default_factory=list)
+    files: int = 0
     bytes: int = 0
     run_id: str = ""
 
@@ -55,7 +55,7 @@ class ExportReport:
             "run_id": self.run_id,
             "written": dict(sorted(self.written.items())),
             "skipped": dict(sorted(self.skipped.items())),
-            "files": len(self.files),
+            "files": self.files,
             "bytes": self.bytes,
         }
 
@@ -66,7 +66,8 @@ class _Sink:
     def __init__(self, root: Path, gz: bool) -> None:
         self.root = root
         self.gz = gz
-        self.files: dict[str, tuple[IO[bytes], IO[bytes]]] = {}
+        self.files: dict[str, tuple[IO[bytes], IO[bytes]]] = {}  # open now
+        self.opened = 0
         self.bytes = 0
 
     def open(self, name: str) -> IO[bytes]:
@@ -80,6 +81,7 @@ class _Sink:
             if self.gz:
                 out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)  # type: ignore[assignment]
             handle = self.files[name] = (out, raw)
+            self.opened += 1
         return handle[0]
 
     def write(self, name: str, data: bytes) -> None:
@@ -106,14 +108,12 @@ class _Sink:
         if out is not raw:
             raw.close()
 
-    def close(self) -> list[str]:
+    def close(self) -> None:
         for out, raw in self.files.values():
             out.close()
             if out is not raw:
                 raw.close()
-        names = sorted(self.files)
         self.files.clear()
-        return names
 
 
 class FhirWriter:
@@ -179,7 +179,7 @@ class FhirWriter:
                 finally:
                     sink.close()
                 self.report.bytes = sink.bytes
-                self.report.files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+                self.report.files = sink.opened
         finally:
             cur.close()
         return self.report
