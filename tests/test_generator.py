@@ -22,8 +22,8 @@ from synthcohort.evaluation.features import _visit_gaps as visit_gaps
 from synthcohort.generator import engine_class, load_model
 from synthcohort.generator.patient_vector import QUASI_IDENTIFIERS, build_matrix
 from synthcohort.generator.safeguards import year_of
-from synthcohort.generator.timeline import _fit_span, lay_out
-from synthcohort.generator.timeline_stats import Q21, Q101, _era_edges, fit_stats
+from synthcohort.generator.timeline import _backwards, _fit_span, lay_out
+from synthcohort.generator.timeline_stats import Q21, Q101, _era_edges, _gap_persistence, fit_stats
 from synthcohort.generator.training import TrainingData, load_training
 
 
@@ -190,7 +190,7 @@ def test_model_folder_is_plain_data_without_real_rows(fitted: tuple[Path, Path])
     names = sorted(p.name for p in model_dir.iterdir())
     assert all(n.endswith((".json", ".npz", ".parquet")) for n in names), names
     manifest = json.loads((model_dir / "model.json").read_text())
-    assert manifest["format_version"] == 9 and manifest["cdm_version"] == "5.4"
+    assert manifest["format_version"] == 10 and manifest["cdm_version"] == "5.4"
     n_train = manifest["record"]["persons_learned"]
     with np.load(model_dir / "native.npz", allow_pickle=False) as arrays:
         for key in arrays.files:
@@ -584,3 +584,23 @@ def test_quasi_identifiers_come_from_leaves_of_twice_min_leaf(fitted: tuple[Path
         assert smallest[name] >= 2 * min_leaf, name
     # the rule is about something: other trees split down to min_leaf
     assert min(smallest["visits_9202"], smallest["total_measurement"]) < 2 * min_leaf
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5])
+def test_gaps_of_one_person_run_short_or_long_together(rho: float) -> None:
+    """The fit measures how much a person's gaps share their place among the gaps of their cell, and
+    sampling draws each person's gaps with that much in common: a round trip gives it back."""
+    rng = np.random.default_rng(5)
+    persons, per = 400, 15
+    level = np.repeat(rng.standard_normal(persons), per)
+    gaps = np.round(30 * np.exp(rho * level + np.sqrt(1 - rho**2) * rng.standard_normal(persons * per)))
+    whose = np.repeat(np.arange(persons), per)
+    cell = np.zeros(len(gaps), dtype=np.int64)
+    gap_q = np.quantile(gaps, Q101, method="inverted_cdf")[None, :]
+    measured = _gap_persistence(gaps, cell, whose, gap_q)
+    assert abs(measured - rho) < 0.08
+    stats = {"gap_q": gap_q, "gap_era_edges": np.array([-np.inf, np.inf]), "gap_rho": np.array([measured])}
+    n_vis = np.full(persons, per + 1)
+    days, _ = _backwards(n_vis, np.full(persons, 20_000.0), np.zeros(persons, dtype=np.int64), stats, rng)
+    drawn = np.diff(days.reshape(persons, per + 1), axis=1).ravel()
+    assert abs(_gap_persistence(drawn, cell, whose, gap_q) - rho) < 0.08

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr
 
 from synthcohort.generator.chunk import EVENT_DOMAINS, Chunk
 from synthcohort.generator.patient_vector import Layout, order_cluster_times
@@ -39,9 +40,13 @@ def _backwards(
     n_vis: np.ndarray, end: np.ndarray, bucket: np.ndarray, stats: dict[str, np.ndarray], rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Visit days laid backwards from ``end``, each gap drawn from real gaps of persons with a similar
-    visit rate ending in the same calendar era (recent years come out as dense as they are).
-    Returns the days (grouped by person, ascending) and each person's first day."""
+    visit rate ending in the same calendar era (recent years come out as dense as they are). A
+    person's gaps share part of their place among those gaps (``gap_rho``): they run short or long
+    together, as real patients' do. Returns the days (grouped by person, ascending) and each person's
+    first day."""
     eras = stats["gap_era_edges"]
+    rho, levels = float(stats["gap_rho"][0]), stats["gap_q"].shape[1]
+    level = rng.standard_normal(len(n_vis))  # per person: how short or long their gaps run (timeline_stats)
     days = np.zeros(int(n_vis.sum()))
     last = np.cumsum(n_vis) - 1
     here = end.astype("float64").copy()
@@ -51,7 +56,8 @@ def _backwards(
         who = np.flatnonzero(n_vis > back)
         era = np.clip(np.searchsorted(eras, here[who], side="right") - 1, 0, len(eras) - 2)
         cell = bucket[who] * (len(eras) - 1) + era
-        here[who] -= stats["gap_q"][cell, rng.integers(0, stats["gap_q"].shape[1], size=len(who))]
+        u = ndtr(rho * level[who] + np.sqrt(1 - rho * rho) * rng.standard_normal(len(who)))
+        here[who] -= stats["gap_q"][cell, np.minimum((u * levels).astype(np.int64), levels - 1)]
         days[last[who] - back] = here[who]
     return days, here
 

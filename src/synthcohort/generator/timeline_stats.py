@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
 from synthcohort.generator.chunk import EVENT_DOMAINS
 from synthcohort.generator.training import TrainingData
@@ -47,6 +48,31 @@ def _era_edges(ends: np.ndarray, least: int) -> np.ndarray:
 def _of_k_persons(persons: np.ndarray, k: int) -> bool:
     """Whether rows of these persons may be summarised: they belong to at least k distinct persons."""
     return len(np.unique(persons)) >= k
+
+
+def _gap_persistence(gaps: np.ndarray, cell: np.ndarray, whose: np.ndarray, gap_q: np.ndarray) -> float:
+    """How much one person's gaps agree in running short or long for their cells: the weight rho of a
+    normal score the person's gaps share, the rest drawn afresh per gap (rho squared is the share of
+    the gaps' scores' variance that lies between persons, estimated from all pairs of gaps of one person).
+
+    A gap's score is its place among its cell's quantiles. A person who returns more often than others
+    of the same rate in one era does so in the next: drawn independently, the gaps of a patient seen
+    often in recent years spread evenly over their window."""
+    if len(gaps) < 2:
+        return 0.0
+    levels = gap_q.shape[1]
+    u = np.zeros(len(gaps))
+    for c in np.unique(cell):
+        at = cell == c
+        q = gap_q[c]
+        u[at] = (np.searchsorted(q, gaps[at], side="left") + np.searchsorted(q, gaps[at], side="right")) / 2
+    z = ndtri(np.clip(u / levels, 0.5 / levels, 1 - 0.5 / levels))
+    z = (z - z.mean()) / (z.std() or 1.0)
+    person = pd.factorize(whose)[0]
+    n, total = np.bincount(person), np.bincount(person, weights=z)
+    pairs = float((n * (n - 1)).sum())
+    share = float((total**2 - np.bincount(person, weights=z * z)).sum() / pairs) if pairs else 0.0
+    return float(np.sqrt(np.clip(share, 0.0, 0.81)))
 
 
 def _mode(values: pd.Series, default: int = 0) -> int:
@@ -89,6 +115,8 @@ def fit_stats(data: TrainingData, visit_types: list[int], k: int) -> dict[str, n
             use = raw[next((m for m in choices if _of_k_persons(whose[m], k)), choices[-1])]
             rows.append(np.quantile(use, Q101, method="inverted_cdf") if len(use) else np.zeros(len(Q101)))
     out["gap_q"] = np.stack(rows)
+    cell = bucket * (len(era_edges) - 1) + era
+    out["gap_rho"] = np.array([_gap_persistence(raw, cell, whose, out["gap_q"])])
     dur = (visits["end"] - visits["start"]).clip(lower=0)
     out["visit_dur_q"] = np.stack([_quantiles(dur[visits["concept"] == t].to_numpy(), Q21) for t in visit_types])
     out["visit_type_concept"] = np.array([_mode(visits.loc[visits["concept"] == t, "type"]) for t in visit_types])
@@ -204,6 +232,7 @@ def check_stats(stats: dict[str, np.ndarray], n_codes: int, n_visit_types: int) 
             )
         )
         shares = all(((stats[k] >= 0) & (stats[k] <= 1)).all() for k in ("dur_null", "value_null"))
+        shapes = shapes and stats["gap_rho"].shape == (1,) and 0 <= float(stats["gap_rho"][0]) < 1
         finite = all(np.isfinite(stats[k]).all() for k in ("gap_q", "visit_dur_q", "dur_q", "value_q"))
         finite = finite and all(np.isfinite(stats[f"value_q_{lv}"]).all() for lv in VALUE_LEVELS)
         domains = all(len(stats[f"type_ids_{d}"]) == len(stats[f"type_p_{d}"]) for d in range(len(EVENT_DOMAINS)))
