@@ -62,8 +62,9 @@ def _gap_persistence(gaps: np.ndarray, cell: np.ndarray, whose: np.ndarray, gap_
         return 0.0
     levels = gap_q.shape[1]
     u = np.zeros(len(gaps))
-    for c in np.unique(cell):
-        at = cell == c
+    order = np.argsort(cell, kind="stable")
+    cells, starts = np.unique(cell[order], return_index=True)
+    for c, at in zip(cells, np.split(order, starts[1:]), strict=True):  # one pass over the gaps, cell by cell
         q = gap_q[c]
         u[at] = (np.searchsorted(q, gaps[at], side="left") + np.searchsorted(q, gaps[at], side="right")) / 2
     z = ndtri(np.clip(u / levels, 0.5 / levels, 1 - 0.5 / levels))
