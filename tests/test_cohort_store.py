@@ -67,7 +67,7 @@ def test_chunks_cover_every_person_once(tmp_path: Path) -> None:
     with CohortStore.open(tmp_path / "c.duckdb") as store:
         assert store.counts()["condition_occurrence"] == 50
         assert str(store.date_range()[0]) == "2020-01-01"
-        assert store.person_ranges(10) == [(1, 10), (11, 20), (21, 25)]
+        assert store.person_ranges(10) == [(1, 10, 10), (11, 20, 10), (21, 25, 5)]
         # The same rows in the same order, streamed in bounded batches; `last` closes each table of a range.
         tables = ["person", "condition_occurrence"]
         batches = list(store.iter_person_batches(chunk_size=10, tables=tables, batch_rows=7))
@@ -84,7 +84,9 @@ def test_chunks_cover_every_person_once(tmp_path: Path) -> None:
         assert sum(p.num_rows for n, p in parts if n == "condition_occurrence") == 50
         by_range = 'SELECT * FROM "{}" WHERE person_id BETWEEN ? AND ? ORDER BY 1'
         whole = [
-            (n, store.query_arrow(by_range.format(n), [lo, hi])) for lo, hi in store.person_ranges(10) for n in tables
+            (n, store.query_arrow(by_range.format(n), [lo, hi]))
+            for lo, hi, _ in store.person_ranges(10)
+            for n in tables
         ]
         assert [n for n, _ in parts] == [n for n, _ in whole]
         assert all(p.equals(w) for (_, p), (_, w) in zip(parts, whole, strict=True))

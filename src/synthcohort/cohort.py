@@ -325,15 +325,16 @@ class CohortStore:
         finally:
             cur.close()
 
-    def person_ranges(self, chunk_size: int = 10_000) -> list[tuple[int, int]]:
-        """(lowest, highest) person_id of each run of ``chunk_size`` persons in id order; the ids stay in DuckDB."""
+    def person_ranges(self, chunk_size: int = 10_000) -> list[tuple[int, int, int]]:
+        """(lowest, highest person_id, persons) of each run of ``chunk_size`` persons in id order; the ids
+        stay in DuckDB."""
         rows = self.con.execute(
-            "SELECT min(person_id), max(person_id) FROM "
+            "SELECT min(person_id), max(person_id), count(*) FROM "
             "(SELECT person_id, (row_number() OVER (ORDER BY person_id) - 1) // ? AS part FROM person) "
             "GROUP BY part ORDER BY part",
             [chunk_size],
         ).fetchall()
-        return [(int(lo), int(hi)) for lo, hi in rows]
+        return [(int(lo), int(hi), int(n)) for lo, hi, n in rows]
 
     def iter_person_batches(
         self, chunk_size: int = 10_000, tables: Iterable[str] = cdm.CLINICAL_TABLES, batch_rows: int = 100_000
@@ -344,7 +345,7 @@ class CohortStore:
         out of DuckDB, never held whole: memory depends neither on the number of persons nor on the range
         size."""
         wanted = list(tables)
-        for lo, hi in self.person_ranges(chunk_size):
+        for lo, hi, _ in self.person_ranges(chunk_size):
             for name in wanted:
                 cur = self.con.cursor()
                 try:

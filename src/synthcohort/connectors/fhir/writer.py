@@ -159,10 +159,7 @@ class FhirWriter:
                     provenance = self._start_provenance(sink)
                     # The ranges' bounds come from DuckDB: a list of every person id would grow with the
                     # store (1,000,000 ids: about 39 MiB held for the whole export, 92 MiB while fetched).
-                    left = self.store.person_count()
-                    for lo, hi in self.store.person_ranges(self.chunk_size):
-                        persons = min(self.chunk_size, left)
-                        left -= persons
+                    for lo, hi, persons in self.store.person_ranges(self.chunk_size):
                         bounds = {"lo": lo, "hi": hi}
                         for table, sql in refs.items():
                             cur.execute(f"CREATE OR REPLACE TEMP TABLE sc_ref_{table} AS {sql}", bounds)
