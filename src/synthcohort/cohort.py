@@ -114,6 +114,13 @@ def out_of_memory(exc: BaseException) -> Exhausted | None:
     )
 
 
+def failure_reason(exc: BaseException) -> tuple[str, str | None]:
+    """Why a DuckDB step failed, and what to do: out of memory or disk in words with its hint, any other
+    error by its type only (its text may quote data)."""
+    said = out_of_memory(exc)
+    return (said.message, said.hint) if said else (type(exc).__name__, None)
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, duckdb.OutOfMemoryException):
         return True

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import duckdb
 
-from synthcohort.cohort import EXPORT_MEMORY_LIMIT, hardened_config, held_by_another_process, out_of_memory
+from synthcohort.cohort import (
+    EXPORT_MEMORY_LIMIT,
+    failure_reason,
+    hardened_config,
+    held_by_another_process,
+    out_of_memory,
+)
 from synthcohort.errors import TargetError
 
 _SPACE_HINT = "an existing DuckDB target is rewritten as a copy beside it: check free space for twice its size"
@@ -71,8 +77,7 @@ def _read_locked(target: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         try:
             con.execute("CHECKPOINT")
         except duckdb.Error as exc:
-            said = out_of_memory(exc)
-            reason, hint = said if said else (type(exc).__name__, None)
+            reason, hint = failure_reason(exc)
             raise TargetError(f"checkpointing the DuckDB target {target.name} failed ({reason})", hint) from None
         finally:
             con.close()

@@ -17,7 +17,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from synthcohort import cdm
-from synthcohort.cohort import CohortStore, out_of_memory
+from synthcohort.cohort import CohortStore, failure_reason
 from synthcohort.connectors.omop.duckdb_target import connect_target, staged_target
 from synthcohort.connectors.omop.writer import VOCABULARY_ORDER, WRITE_ORDER, Progress, WriteResult, iter_tables
 from synthcohort.errors import ConfigError, DependencyMissing, TargetError
@@ -306,8 +306,7 @@ def _write_duckdb(
             _load_duckdb(con, store, schema, overwrite, append, progress, result)
             con.execute("CHECKPOINT")  # the sibling file alone then holds every row it is renamed with
         except duckdb.Error as exc:
-            said = out_of_memory(exc)
-            reason, hint = said if said else (type(exc).__name__, None)
+            reason, hint = failure_reason(exc)
             raise TargetError(f"writing {target.name} failed ({reason}); nothing was written", hint) from None
         finally:
             with contextlib.suppress(duckdb.Error):
