@@ -1,9 +1,23 @@
-"""The run record: a manifest written beside a run's outputs (config masked, versions, fingerprints, hashes)."""
+r"""The run record: a manifest written beside a run's outputs (config masked, versions, fingerprints, hashes).
+
+Each output lists its files, each with its path, size and sha256. An output folder holding more than
+``MANY_FILES`` files (one FHIR Bundle per patient, say) is recorded as one entry instead::
+
+    {"path": "<the folder>", "file_count": N, "bytes": <total size>, "sha256": <digest>}
+
+The digest is the sha256 of the folder's ``sha256sum`` lines: for every file under the folder, the line
+``<sha256 of the file>  <path>\n`` (hex digest, two spaces, the path relative to the folder with ``/``
+between its parts, UTF-8), the lines sorted by path (byte order) and joined. From the folder::
+
+    find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum | sha256sum
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -16,6 +30,7 @@ from synthcohort import __version__
 from synthcohort.outputs import atomic_file
 
 MANIFEST_NAME = "run-manifest.json"
+MANY_FILES = 1_000  # an output folder with more files than this is recorded as one entry
 _VERSIONED = ("duckdb", "numpy", "pandas", "pyarrow", "scikit-learn", "sqlalchemy", "fhir.resources", "sdv")
 
 
@@ -38,15 +53,56 @@ def sha256_file(path: Path) -> str:
 
 
 def describe_outputs(paths: list[Path], root: Path) -> list[dict[str, Any]]:
-    """Every file under the given outputs, with its size and sha256, relative to ``root``."""
+    """Every file under the given outputs, with its size and sha256, relative to ``root``.
+
+    A folder of more than ``MANY_FILES`` files is one entry: its file count, total size and folder digest.
+    """
     files: list[dict[str, Any]] = []
     for path in paths:
+        if path.is_dir() and _has_more_files_than(path, MANY_FILES):
+            files.append({"path": str(path.relative_to(root)), **describe_folder(path)})
+            continue
         members = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for member in members:
             files.append(
                 {"path": str(member.relative_to(root)), "bytes": member.stat().st_size, "sha256": sha256_file(member)}
             )
     return files
+
+
+def describe_folder(folder: Path) -> dict[str, Any]:
+    """The file count, total size and folder digest (see the module docstring) of every file under ``folder``."""
+    digest = hashlib.sha256()
+    count = size = 0
+    for relative in files_in_path_order(folder):
+        member = folder / relative
+        digest.update(f"{sha256_file(member)}  {relative}\n".encode())
+        count += 1
+        size += member.stat().st_size
+    return {"file_count": count, "bytes": size, "sha256": digest.hexdigest()}
+
+
+def files_in_path_order(folder: Path, prefix: str = "") -> Iterator[str]:
+    """The files under ``folder`` as relative ``/`` paths, in the byte order of those paths (as ``LC_ALL=C sort``).
+
+    One folder's names are held at a time: a sub-folder sorts as its name followed by ``/``.
+    """
+    with os.scandir(folder) as scan:
+        entries = [(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in scan]
+    for key, entry in sorted(entries, key=lambda pair: pair[0].encode()):
+        if key.endswith("/"):
+            yield from files_in_path_order(Path(entry.path), prefix + key)
+        elif entry.is_file():
+            yield prefix + entry.name
+
+
+def _has_more_files_than(folder: Path, limit: int) -> bool:
+    count = 0
+    for _, _, names in os.walk(folder):
+        count += len(names)
+        if count > limit:
+            return True
+    return False
 
 
 @dataclass
