@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from synthcohort.generator.split import split_paths
 from tests.bad_inputs.inputs import leftovers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +86,7 @@ def test_sigint_leaves_nothing_under_a_final_name(step: str, small_model: tuple[
         local = work / "cohort.duckdb"
         shutil.copy(cohort, local)
         argv = ["fit", str(local), "-o", str(work / "model"), "--seed", "3"]
-        finals = [work / "model", work / "cohort.train.duckdb", work / "cohort.control.duckdb"]
+        finals = [work / "model", *split_paths(local, 0.2, 3)]
     elif step == "generate":
         argv = ["generate", str(model), "-n", "60", "-o", str(work / "synth.duckdb"), "--seed", "1"]
         finals = [work / "synth.duckdb"]

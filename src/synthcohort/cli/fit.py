@@ -24,7 +24,9 @@ import click
 def command(
     cohort: str, output: str, engine: str, holdout: float, seed: str, k: int, min_leaf: int, overwrite: bool
 ) -> None:
-    """Fit a generator on a cohort store; the control set is written beside it (COHORT.control.duckdb)."""
+    """Fit a generator on a cohort store; the training and control sets are written beside it, named after the
+    seed and holdout (COHORT.split-s0-h0.2.train.duckdb, ...control.duckdb) and reused by a later fit with both
+    the same."""
     from pathlib import Path
 
     from synthcohort.cli.progress import progress_bar
@@ -43,5 +45,6 @@ def command(
     model.save(output, overwrite=overwrite)
     rec = model.record
     click.echo(f"model written: {output} ({engine}, learned from {rec['persons_learned']:,} persons)")
-    click.echo(f"  training store: {rec['train_store']}")
-    click.echo(f"  control store:  {rec['control_store']}")
+    reused = " (reused: an earlier fit with this seed and holdout wrote it)" if model.split_reused else ""
+    click.echo(f"  training store: {rec['train_store']}{reused}")
+    click.echo(f"  control store:  {rec['control_store']}{reused}")

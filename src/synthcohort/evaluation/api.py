@@ -150,7 +150,8 @@ def _check_split(path: Path | None, fingerprint: str | None) -> None:
     if path is None or not fingerprint or store_fingerprint(path) == fingerprint:
         return
     raise InputError(
-        f"{path.name} is no longer the split the model was fitted with (another fit on the same cohort rewrites it)",
+        f"{path.name} is no longer the split the model was fitted with (a fit with the same seed and holdout on "
+        "a changed cohort rewrites it)",
         "fit the model again and generate again, or name the training and control stores yourself",
     )
 

@@ -100,6 +100,7 @@ class Engine:
         self.vocabulary = pa.table({"concept_id": pa.array([], pa.int64())})
         self.ancestors = pd.DataFrame(columns=["ancestor_concept_id", "descendant_concept_id"])
         self.ref_day = 0
+        self.split_reused = False  # whether the last fit found its split stores already written
         self.fitted = False
 
     # -- hooks ------------------------------------------------------------------------
@@ -124,9 +125,10 @@ class Engine:
     def fit(self, cohort: str | Path, progress: Progress | None = None) -> Engine:
         """Split off the control set, apply the pre-fit safeguards, learn."""
         cohort = Path(cohort)
-        before = {p: _stat_key(p) for p in split_paths(cohort)}
+        holdout, seed = self.params["holdout"], self.params["seed"]
+        before = {p: _stat_key(p) for p in split_paths(cohort, holdout, seed)}
         try:
-            split = split_cohort(cohort, self.params["holdout"], self.params["seed"])
+            split = split_cohort(cohort, holdout, seed)
             with CohortStore.open(split.train) as store:
                 data = load_training(store, self.params["k"])
             rng = np.random.default_rng(np.random.SeedSequence([self.params["seed"], 1]))
@@ -140,6 +142,7 @@ class Engine:
         self.vocabulary = data.vocabulary
         self.ancestors = data.ancestors.to_pandas()
         self.ref_day = data.ref_day
+        self.split_reused = split.reused
         self.record = {
             "cohort": str(cohort.resolve()),
             "cohort_fingerprint": store_fingerprint(cohort),

@@ -1,4 +1,9 @@
-"""The held-out control split: made before anything is learned, written as two stores beside the cohort."""
+"""The held-out control split: made before anything is learned, written as two stores beside the cohort.
+
+The split is fixed by the cohort's content, the seed and the holdout, and its stores are named after the
+seed and the holdout (COHORT.split-s7-h0.2.train.duckdb): fits with another seed or holdout keep their own
+split, and a fit that finds the split it would write already there reuses it.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,13 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
 from synthcohort import __version__, cdm
 from synthcohort.cohort import CohortStore
-from synthcohort.errors import CohortTooSmallError
+from synthcohort.errors import CohortTooSmallError, SynthcohortError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +31,7 @@ class Split:
     control: Path
     train_persons: int
     control_persons: int
+    reused: bool = False  # found already written by an earlier fit (not part of the record: the model is the same)
 
     def record(self) -> dict[str, object]:
         """What a model keeps about the split: paths and fingerprints, never rows."""
@@ -44,9 +51,24 @@ def store_fingerprint(path: Path) -> str:
         return store.content_digest()
 
 
-def split_paths(cohort: Path) -> tuple[Path, Path]:
-    stem = cohort.name[: -len(".duckdb")] if cohort.name.endswith(".duckdb") else cohort.name
-    return cohort.with_name(f"{stem}.train.duckdb"), cohort.with_name(f"{stem}.control.duckdb")
+def _stem(cohort: Path) -> str:
+    return cohort.name[: -len(".duckdb")] if cohort.name.endswith(".duckdb") else cohort.name
+
+
+def holdout_text(holdout: float) -> str:
+    """The holdout as the split's name and meta give it: the shortest text that reads back as the same number."""
+    return repr(float(holdout))
+
+
+def split_paths(cohort: Path, holdout: float, seed: int) -> tuple[Path, Path]:
+    """COHORT.split-sSEED-hHOLDOUT.train.duckdb and its .control.duckdb: one pair per seed and holdout."""
+    prefix = f"{_stem(cohort)}.split-s{seed}-h{holdout_text(holdout)}"
+    return cohort.with_name(f"{prefix}.train.duckdb"), cohort.with_name(f"{prefix}.control.duckdb")
+
+
+def split_stores(cohort: Path) -> list[Path]:
+    """The split stores beside ``cohort``, whatever their seed and holdout."""
+    return sorted(cohort.parent.glob(f"{_stem(cohort)}.split-s*-h*.*.duckdb"))
 
 
 def check_size(n_persons: int, holdout: float) -> tuple[int, int]:
@@ -62,8 +84,9 @@ def check_size(n_persons: int, holdout: float) -> tuple[int, int]:
 
 
 def split_cohort(cohort: Path, holdout: float, seed: int) -> Split:
-    """Write COHORT.train.duckdb and COHORT.control.duckdb, persons assigned at random by ``seed``."""
-    train_path, control_path = split_paths(cohort)
+    """The split named by :func:`split_paths`, persons assigned at random by ``seed``: reused when both stores
+    already hold this split of this cohort's content, written otherwise."""
+    train_path, control_path = split_paths(cohort, holdout, seed)
     with CohortStore.open(cohort) as source:
         ids = np.asarray(source.person_ids(), dtype=np.int64)
         _, n_control = check_size(len(ids), holdout)
@@ -71,10 +94,31 @@ def split_cohort(cohort: Path, holdout: float, seed: int) -> Split:
         control_ids = np.sort(ids[order[:n_control]])
         train_ids = np.sort(ids[order[n_control:]])
         fingerprint = source.content_digest()
-        for path, kind, members in ((train_path, "train", train_ids), (control_path, "control", control_ids)):
-            _write_part(source, path, kind, members, fingerprint, holdout, seed)
+        parts = ((train_path, "train", train_ids), (control_path, "control", control_ids))
+        wanted = {"split_of": fingerprint, "holdout": holdout_text(holdout), "split_seed": str(seed)}
+        reused = all(_holds_part(path, {**wanted, "kind": kind}, members) for path, kind, members in parts)
+        if reused:
+            log.info("split %s: reusing %s and %s", cohort.name, train_path.name, control_path.name)
+        else:
+            for path, kind, members in parts:
+                _write_part(source, path, kind, members, fingerprint, holdout, seed)
     log.info("split %s: %d persons to learn from, %d held out", cohort.name, len(train_ids), len(control_ids))
-    return Split(train_path, control_path, len(train_ids), len(control_ids))
+    return Split(train_path, control_path, len(train_ids), len(control_ids), reused)
+
+
+def _holds_part(path: Path, wanted: dict[str, str], members: np.ndarray) -> bool:
+    """Whether the store at ``path`` is the wanted part: its meta and its persons. A store is published under
+    its name only once complete (:meth:`CohortStore.building`), so an interrupted split leaves none to find;
+    a file that cannot be read as a store is not reused."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with CohortStore.open(path) as store:
+            meta = store.meta()
+            persons = store.person_ids()
+    except (SynthcohortError, duckdb.Error):
+        return False
+    return all(meta.get(key) == value for key, value in wanted.items()) and persons == members.tolist()
 
 
 def _write_part(
@@ -98,6 +142,6 @@ def _write_part(
         store.set_meta("kind", kind)
         store.set_meta("source_kind", source.get_meta("source_kind", "") or "")
         store.set_meta("split_of", fingerprint)
-        store.set_meta("holdout", f"{holdout:g}")
+        store.set_meta("holdout", holdout_text(holdout))
         store.set_meta("split_seed", str(seed))
         store.set_meta("created_by", f"synthcohort {__version__}")

@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
 METRICS_NAME = "metrics.json"
-# intermediate files a run rebuilds in its workdir (nothing else there is touched)
-_SCRATCH = ("cohort.duckdb", "cohort.train.duckdb", "cohort.control.duckdb", "synthetic.duckdb")
+# intermediate files a run rebuilds in its workdir, with the cohort's split stores (nothing else there is touched)
+_SCRATCH = ("cohort.duckdb", "synthetic.duckdb")
 
 
 @dataclass
@@ -62,11 +62,14 @@ def _timed(record: RunRecord, name: str) -> Iterator[dict[str, Any]]:
 
 
 def _prepare_folders(cfg: PipelineConfig) -> stages.Workdir:
+    from synthcohort.generator.split import split_stores
+
     for folder in (cfg.workdir, cfg.outdir):
         folder.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     cfg.workdir.chmod(DIR_MODE)  # it holds real patients
-    for name in _SCRATCH:
-        for leftover in (cfg.workdir / name, cfg.workdir / f"{name}.wal"):
+    scratch = [cfg.workdir / name for name in _SCRATCH] + split_stores(cfg.workdir / "cohort.duckdb")
+    for path in scratch:
+        for leftover in (path, Path(f"{path}.wal")):
             leftover.unlink(missing_ok=True)
     return stages.Workdir(cfg.workdir)
 

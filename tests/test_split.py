@@ -1,0 +1,137 @@
+"""The split stores: one pair per seed and holdout beside the cohort, reused only when they hold this split."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from synthcohort.cli.main import cli
+from synthcohort.cohort import CohortStore
+from synthcohort.errors import InputError
+from synthcohort.evaluation.api import evaluate
+from synthcohort.generator import engine_class
+from synthcohort.generator.split import split_cohort, split_paths, split_stores
+from tests.bad_inputs.inputs import write_omop_csv
+
+
+@pytest.fixture(scope="module")
+def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cohort store of 150 hand-written persons (copy it before fitting beside it)."""
+    base = tmp_path_factory.mktemp("split")
+    cohort = base / "cohort.duckdb"
+    source = write_omop_csv(base / "input", persons=150)
+    result = CliRunner().invoke(cli, ["extract", "omop", str(source), "-o", str(cohort)])
+    assert result.exit_code == 0, result.output
+    return cohort
+
+
+@pytest.fixture
+def cohort(small_cohort: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copy(small_cohort, tmp_path / "cohort.duckdb"))
+
+
+def _stat_keys(paths: tuple[Path, ...]) -> list[tuple[int, int]]:
+    return [(p.stat().st_ino, p.stat().st_mtime_ns) for p in paths]
+
+
+def _drop_one_person(cohort: Path) -> None:
+    with duckdb.connect(str(cohort)) as con:
+        con.execute("DELETE FROM person WHERE person_id = (SELECT max(person_id) FROM person)")
+
+
+def test_split_stores_are_named_after_seed_and_holdout(tmp_path: Path) -> None:
+    assert [p.name for p in split_paths(tmp_path / "c.duckdb", 0.25, 7)] == [
+        "c.split-s7-h0.25.train.duckdb",
+        "c.split-s7-h0.25.control.duckdb",
+    ]
+
+
+def test_split_stores_lists_every_pair_beside_the_cohort_and_nothing_else(tmp_path: Path) -> None:
+    cohort = tmp_path / "cohort.duckdb"
+    pairs = [*split_paths(cohort, 0.2, 1), *split_paths(cohort, 0.05, 2**63 - 1)]
+    others = ["cohort.duckdb", "other.split-s1-h0.2.train.duckdb", "cohort.train.duckdb", "synthetic.duckdb"]
+    for path in (*pairs, *(tmp_path / name for name in others)):
+        path.touch()
+    assert split_stores(cohort) == sorted(pairs)
+
+
+def test_fits_with_other_seeds_and_holdouts_keep_their_own_split_and_stay_evaluable(
+    cohort: Path, tmp_path: Path
+) -> None:
+    """Each fit learns beside a split of its own: both models' synthetic stores are evaluated against the split
+    their model learned from (a shared split would refuse the first as rewritten)."""
+    runs = [(3, 0.2), (4, 0.25)]
+    for seed, holdout in runs:
+        model = engine_class("native")(seed=seed, holdout=holdout).fit(cohort)
+        assert not model.split_reused
+        model.sample(60, tmp_path / f"synthetic-{seed}.duckdb", seed=1)
+    for seed, holdout in runs:
+        stores = evaluate(cohort, tmp_path / f"synthetic-{seed}.duckdb").stores
+        assert stores.control is not None
+        assert (stores.training.resolve(), stores.control.resolve()) == tuple(
+            p.resolve() for p in split_paths(cohort, holdout, seed)
+        )
+
+
+def test_a_second_fit_with_the_same_seed_and_holdout_reuses_the_split(cohort: Path, tmp_path: Path) -> None:
+    argv = ["fit", str(cohort), "--seed", "5", "--holdout", "0.3", "-o"]
+    first = CliRunner().invoke(cli, [*argv, str(tmp_path / "first")])
+    assert first.exit_code == 0, first.output
+    paths = split_paths(cohort, 0.3, 5)
+    assert "reused" not in first.output and all(str(p.resolve()) in first.output for p in paths)
+    before = _stat_keys(paths)
+    second = CliRunner().invoke(cli, [*argv, str(tmp_path / "second")])
+    assert second.exit_code == 0, second.output
+    assert second.output.count("(reused") == 2
+    assert _stat_keys(paths) == before
+    manifests = [json.loads((tmp_path / name / "model.json").read_text()) for name in ("first", "second")]
+    assert manifests[0]["files"] == manifests[1]["files"]
+    for manifest in manifests:
+        del manifest["record"]["model_dir"]
+    assert manifests[0]["record"] == manifests[1]["record"]
+
+
+def test_a_split_of_other_content_under_the_same_name_is_rewritten(cohort: Path, small_cohort: Path) -> None:
+    """Split stores with the right name, seed and holdout but made from another cohort's content are not
+    reused: the split is written again from this cohort, and that one is reused next time."""
+    split_cohort(small_cohort, 0.2, 7)
+    stale = split_paths(cohort, 0.2, 7)
+    for theirs, ours in zip(split_paths(small_cohort, 0.2, 7), stale, strict=True):
+        shutil.copy(theirs, ours)
+    _drop_one_person(cohort)
+    before = _stat_keys(stale)
+    split = split_cohort(cohort, 0.2, 7)
+    assert not split.reused and _stat_keys(stale) != before
+    with CohortStore.open(cohort) as whole:
+        digest, persons = whole.content_digest(), whole.person_count()
+    for path in stale:
+        with CohortStore.open(path) as store:
+            assert store.get_meta("split_of") == digest
+    assert split.train_persons + split.control_persons == persons
+    assert split_cohort(cohort, 0.2, 7).reused
+
+
+def test_a_split_store_that_is_not_a_store_is_rewritten(cohort: Path) -> None:
+    """A file under a split store's name that no complete split wrote (a leftover, a damaged copy) is replaced."""
+    train, control = split_paths(cohort, 0.2, 7)
+    split_cohort(cohort, 0.2, 7)
+    train.write_bytes(b"not a DuckDB file")
+    assert not split_cohort(cohort, 0.2, 7).reused
+    with CohortStore.open(train) as store:
+        assert store.get_meta("kind") == "train"
+
+
+def test_evaluation_refuses_a_split_rewritten_for_a_changed_cohort(cohort: Path, tmp_path: Path) -> None:
+    """A fit with the same seed and holdout on a changed cohort rewrites the split: evaluating the first model
+    against it would count training patients as controls. The fingerprints in the synthetic store say so."""
+    model = engine_class("native")(seed=3).fit(cohort)
+    model.sample(60, tmp_path / "s.duckdb", seed=1)
+    _drop_one_person(cohort)
+    assert not split_cohort(cohort, 0.2, 3).reused  # what a second fit with the same seed writes
+    with pytest.raises(InputError, match="no longer the split the model was fitted with"):
+        evaluate(cohort, tmp_path / "s.duckdb")
