@@ -8,7 +8,9 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pytest
+from click.testing import CliRunner
 
+from synthcohort.cli.main import cli
 from synthcohort.cohort import CohortStore
 from synthcohort.errors import InputError, TargetError
 
@@ -181,3 +183,40 @@ def test_other_duckdb_errors_are_not_out_of_memory() -> None:
         ValueError("block of size 256.0 KiB (1.0 MiB/1.0 MiB used)"),
     ):
         assert out_of_memory(exc) is None, exc
+
+
+def test_an_omop_database_given_as_a_store_says_how_to_read_it_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synthea_1k_store: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    exported = runner.invoke(cli, ["export", str(synthea_1k_store), "omop", "duckdb:///omop.duckdb"])
+    assert exported.exit_code == 0, exported.output
+    result = runner.invoke(cli, ["info", "omop.duckdb"])
+    assert result.exit_code == InputError.exit_code, result.output
+    assert "omop.duckdb is an OMOP CDM database, not a cohort store" in result.output
+    command = "synthcohort extract omop duckdb:///omop.duckdb -o cohort.duckdb"
+    assert command in result.output and "'synthcohort generate'" in result.output, result.output
+    extracted = runner.invoke(cli, command.split()[1:])  # the hinted command works as written
+    assert extracted.exit_code == 0, extracted.output
+    assert runner.invoke(cli, ["info", "cohort.duckdb"]).exit_code == 0
+
+
+def test_an_omop_database_in_another_schema_is_hinted_with_its_schema(tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CREATE SCHEMA cdm; CREATE TABLE cdm.person (person_id BIGINT); CREATE TABLE main.notes (x INT)")
+    with pytest.raises(InputError, match="is an OMOP CDM database") as caught:
+        CohortStore.open(warehouse)
+    assert caught.value.hint and f"duckdb:///{warehouse} --schema cdm -o" in caught.value.hint
+
+
+def test_another_duckdb_file_gets_the_generic_hint(tmp_path: Path) -> None:
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE measurements (x INT)")
+    with pytest.raises(InputError, match=r"other\.duckdb is not a cohort store \(missing tables: ") as caught:
+        CohortStore.open(other)
+    assert (
+        caught.value.hint == "give the path of a .duckdb file made by 'synthcohort extract' or 'synthcohort generate'"
+    )

@@ -18,6 +18,7 @@ from synthcohort import cdm
 from synthcohort.errors import InputError, SourceError, TargetError
 
 META_TABLE = "synthcohort_meta"
+_STORE_HINT = "give the path of a .duckdb file made by 'synthcohort extract' or 'synthcohort generate'"
 STORE_TABLES = cdm.CLINICAL_TABLES + cdm.METADATA_TABLES + cdm.VOCABULARY_TABLES
 
 _SPACE_HINT = "check free space and write permission on the target folder"
@@ -166,13 +167,36 @@ class CohortStore:
     ) -> CohortStore:
         p = Path(path)
         if not p.is_file():
-            raise InputError(f"no cohort store at {p}", "give the path of a .duckdb file made by 'synthcohort extract'")
+            raise InputError(f"no cohort store at {p}", _STORE_HINT)
         store = cls(_connect(p, read_only, memory_limit), p)
         missing = [t for t in (*cdm.CLINICAL_TABLES, META_TABLE) if not store._has_table(t)]
         if missing:
+            error = store._not_a_store(missing)
             store.close()
-            raise InputError(f"{p.name} is not a cohort store (missing tables: {', '.join(missing)})")
+            raise error
         return store
+
+    def _not_a_store(self, missing: list[str]) -> InputError:
+        """Why this DuckDB file is refused, and what to do: an OMOP CDM database is read in with extract omop."""
+        cdm_schema = self._schema_of("person")
+        if META_TABLE not in missing or cdm_schema is None:
+            return InputError(
+                f"{self.path.name} is not a cohort store (missing tables: {', '.join(missing)})", _STORE_HINT
+            )
+        schema = f" --schema {cdm_schema}" if cdm_schema != "main" else ""
+        return InputError(
+            f"{self.path.name} is an OMOP CDM database, not a cohort store",
+            f"read it into a store with 'synthcohort extract omop duckdb:///{self.path}{schema} -o cohort.duckdb', "
+            "or pass a cohort store (the .duckdb file written by 'synthcohort extract' or 'synthcohort generate')",
+        )
+
+    def _schema_of(self, table: str) -> str | None:
+        row = self.con.execute(
+            "SELECT table_schema FROM information_schema.tables WHERE lower(table_name) = ?"
+            " ORDER BY table_schema <> 'main', table_schema LIMIT 1",
+            [table],
+        ).fetchone()
+        return str(row[0]) if row else None
 
     @classmethod
     def create(cls, path: str | os.PathLike[str]) -> CohortStore:
