@@ -80,9 +80,10 @@ def test_cut_last_line_is_counted_and_fails_the_run(tmp_path: Path) -> None:
     out = tmp_path / "cli.duckdb"
     result = CliRunner().invoke(cli, ["extract", "fhir", str(src), "-o", str(out)])
     assert result.exit_code == SkipToleranceExceeded.exit_code, result.output
-    assert "json_decode" in result.output and not out.exists()
+    assert "1 record was skipped (json_decode: 1), more than the tolerance of 0" in result.output and not out.exists()
     result = CliRunner().invoke(cli, ["extract", "fhir", str(src), "-o", str(out), "--allow-skips"])
     assert result.exit_code == 0, result.output
+    assert "from 1 file: " in result.output and "(1 fault)" in result.output and "(1 person)" in result.output
 
 
 # 2 ------------------------------------------------------------------------------------------

@@ -79,12 +79,12 @@ def _store(path: Path, persons: int, *, sex: list[int] | None = None, drugs_per_
     return path
 
 
-@pytest.mark.parametrize("persons", [0, 1, 7])
-def test_tiny_cohorts_refused_clearly(tmp_path: Path, persons: int) -> None:
+@pytest.mark.parametrize(("persons", "count"), [(0, "has 0 persons"), (1, "has 1 person:"), (7, "has 7 persons")])
+def test_tiny_cohorts_refused_clearly(tmp_path: Path, persons: int, count: str) -> None:
     cohort = _store(tmp_path / "c.duckdb", persons)
     result = CliRunner().invoke(cli, ["fit", str(cohort), "-o", str(tmp_path / "model")])
     assert result.exit_code == 3, result.output
-    assert f"{persons} persons" in result.output and "at least" in result.output
+    assert count in result.output and "at least" in result.output
     assert not (tmp_path / "model").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.duckdb"] and leftovers(tmp_path) == []
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from synthcohort.text import plural
+
 
 @click.command("fhir")
 @click.argument("outdir", type=click.Path(file_okay=False))
@@ -29,14 +31,15 @@ def command(ctx: click.Context, outdir: str, fmt: str, gz: bool, seed: str, over
     click.echo(f"FHIR R4 written to {outdir}: {total:,} resources in {report.files:,} files (run {report.run_id})")
     click.echo("  " + ", ".join(f"{t} {n:,}" for t, n in sorted(report.written.items())))
     for reason, n in sorted(report.skipped.items()):
-        click.echo(f"  not exported: {n:,} {skip_text(reason)}")
+        click.echo(f"  not exported: {skip_text(reason, n)}")
 
 
-def skip_text(reason: str) -> str:
-    """A skip reason of the FHIR writer in words: ``measurement:no_code`` is "measurement rows without a code"."""
+def skip_text(reason: str, n: int) -> str:
+    """``n`` skips of the FHIR writer in words: 3 ``measurement:no_code`` are "3 measurement rows without a code"."""
     table, _, why = reason.partition(":")
     if why == "no_code":
-        return f"{table} rows without a code"
+        return f"{plural(n, f'{table} row')} without a code"
     if reason == "reference_dropped":
-        return "references dropped (their target is not in the store)"
-    return reason.replace(":", " ").replace("_", " ")
+        target = "its target is" if n == 1 else "their target is"
+        return f"{plural(n, 'reference')} dropped ({target} not in the store)"
+    return f"{n:,} {reason.replace(':', ' ').replace('_', ' ')}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from synthcohort.text import plural
+
 
 @click.command("fhir")
 @click.argument("path", type=click.Path(exists=True))
@@ -74,13 +76,14 @@ def command(
     finally:
         if vocabulary is not None:
             vocabulary.close()
-    click.echo(f"cohort store written: {output} ({report.rows.get('person', 0):,} persons)")
+    click.echo(f"cohort store written: {output} ({plural(report.rows.get('person', 0), 'person')})")
 
 
 def _print(report: dict[str, object], vocabulary_given: bool) -> None:
+    read, files, faults = (_count(report, key) for key in ("read", "files", "faults"))
     click.echo(
-        f"read {report['read']:,} records from {report['files']:,} files: "
-        f"{report['mapped']:,} mapped, {report['skipped']:,} skipped ({report['faults']:,} faults)"
+        f"read {plural(read, 'record')} from {plural(files, 'file')}: "
+        f"{report['mapped']:,} mapped, {report['skipped']:,} skipped ({plural(faults, 'fault')})"
     )
     by_type = report["by_type"]
     assert isinstance(by_type, dict)
@@ -109,3 +112,9 @@ def _print(report: dict[str, object], vocabulary_given: bool) -> None:
         click.echo("  server errors in the export: " + ", ".join(f"{k} {v:,}" for k, v in errors.items()))
     for warning in report["warnings"]:  # type: ignore[attr-defined]
         click.echo(f"  warning: {warning}")
+
+
+def _count(report: dict[str, object], key: str) -> int:
+    value = report[key]
+    assert isinstance(value, int)
+    return value

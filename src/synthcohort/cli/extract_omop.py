@@ -6,6 +6,8 @@ import datetime as dt
 
 import click
 
+from synthcohort.text import plural
+
 
 @click.command("omop")
 @click.argument("source")
@@ -74,12 +76,12 @@ def command(
         store.set_meta("kind", "real")
         store.set_meta("created_by", f"synthcohort {__version__}")
         store.set_meta("created_at", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    click.echo(f"cohort store written: {output} ({report.loaded['person']:,} persons; {selection.describe()})")
+    click.echo(f"cohort store written: {output} ({plural(report.loaded['person'], 'person')}; {selection.describe()})")
     for table, reasons in sorted(report.quarantined.items()):
         for reason, n in sorted(reasons.items()):
-            click.echo(f"  quarantined {n:,} {table} row(s): {reason}")
+            click.echo(f"  quarantined {plural(n, f'{table} row')}: {reason}")
     for table, notes in sorted(report.notes.items()):
         for what, n in sorted(notes.items()):
             click.echo(f"  note: {table}: {n:,} {what.replace('_', ' ')}")
     if report.quarantined:
-        click.echo(f"  {report.quarantined_total:,} row(s) quarantined in all; counts kept in the store meta")
+        click.echo(f"  {plural(report.quarantined_total, 'row')} quarantined in all; counts kept in the store meta")

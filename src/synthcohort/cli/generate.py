@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from synthcohort.text import plural
+
 # Above this many persons per run, split the job (ids, memory and time stay manageable).
 MAX_PERSONS = 100_000_000
 
@@ -45,7 +47,7 @@ def command(model_dir: str, n: str, output: str, seed: str, where: tuple[str, ..
             state["done"] = done
 
         result = model.sample(count, output, seed=seed_value, where=where, overwrite=overwrite, progress=advance)
-    click.echo(f"synthetic store written: {output} ({result.persons:,} persons)")
+    click.echo(f"synthetic store written: {output} ({plural(result.persons, 'person')})")
     rejected = {k: v for k, v in result.counts.items() if v and k.startswith("rejected")}
     if rejected:
         click.echo("  replaced by the safeguards: " + ", ".join(f"{k} {v:,}" for k, v in sorted(rejected.items())))

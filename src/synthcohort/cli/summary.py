@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 
 from synthcohort.pipeline.runner import RunResult
+from synthcohort.text import plural
 
 
 def print_run(result: RunResult) -> None:
     persons = result.persons
     click.echo(
-        f"run {result.status}: {persons.get('real', 0):,} real persons in, "
-        f"{persons.get('synthetic', 0):,} synthetic persons out"
+        f"run {result.status}: {plural(persons.get('real', 0), 'real person')} in, "
+        f"{plural(persons.get('synthetic', 0), 'synthetic person')} out"
     )
     for target in result.outputs:
         click.echo(f"  output: {target}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 
+from synthcohort.text import plural
+
 
 @click.command("fhir")
 @click.argument("path", type=click.Path(exists=True))
@@ -32,10 +34,11 @@ def command(path: str, sample: int, schema_path: str | None, as_json: bool) -> N
     from synthcohort.errors import ValidationFailed
 
     result = validate_fhir(path, model_sample=sample, schema=schema_path)
+    errors = sum(result.error_counts.values())
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        click.echo(f"{path}: {sum(result.counts.values()):,} resources, {sum(result.error_counts.values()):,} errors")
+        click.echo(f"{path}: {plural(sum(result.counts.values()), 'resource')}, {plural(errors, 'error')}")
         for rtype, n in sorted(result.counts.items()):
             click.echo(f"  {rtype:<28}{n:>10,}")
         click.echo(
@@ -44,7 +47,7 @@ def command(path: str, sample: int, schema_path: str | None, as_json: bool) -> N
         )
         for where, message in result.errors:
             click.echo(f"  {where}: {message}")
-        if len(result.errors) < sum(result.error_counts.values()):
-            click.echo(f"  ... {sum(result.error_counts.values()) - len(result.errors):,} more")
+        if len(result.errors) < errors:
+            click.echo(f"  ... {errors - len(result.errors):,} more")
     if not result.ok:
-        raise ValidationFailed(f"{sum(result.error_counts.values()):,} FHIR errors in {path}", "see the list above")
+        raise ValidationFailed(f"{plural(errors, 'FHIR error')} in {path}", "see the list above")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from synthcohort.text import plural
+
 
 @click.command("omop")
 @click.argument("target")
@@ -22,7 +24,7 @@ def command(target: str, schema: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:
-        click.echo(f"{mask_url(result.target)}: {len(result.checks)} checks, {result.violations:,} violations")
+        click.echo(f"{mask_url(result.target)}: {len(result.checks)} checks, {plural(result.violations, 'violation')}")
         for rule, n in sorted(result.by_rule().items()):
             click.echo(f"  {'ok  ' if n == 0 else 'FAIL'} {rule:<28}{n:>10,}")
         for check in result.failed():

@@ -19,6 +19,7 @@ from synthcohort.evaluation import attacks, evidence, features, fidelity, gates,
 from synthcohort.evaluation.encoding import Encoder, patient_table
 from synthcohort.evaluation.gates import GateResult
 from synthcohort.evaluation.privacy import Distances, balanced_train, distance_figures, outlier_probe
+from synthcohort.text import plural
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -179,7 +180,9 @@ def evaluate(
     syn = _load(paths.synthetic, "synthetic", top)
     ctrl = _load(paths.control, "control", top) if paths.control else None
     if train.n < MIN_PERSONS:
-        raise CohortTooSmallError(f"the training cohort has {train.n} persons", f"evaluation needs {MIN_PERSONS}+")
+        raise CohortTooSmallError(
+            f"the training cohort has {plural(train.n, 'person')}", f"evaluation needs {MIN_PERSONS}+"
+        )
     if syn.n == 0:
         raise InputError("the synthetic store holds no person", "sample a synthetic cohort first")
     step("fidelity")

@@ -26,6 +26,7 @@ from synthcohort.generator.chunk import DATES, Chunk, select_persons
 from synthcohort.generator.split import split_cohort, split_paths, store_fingerprint
 from synthcohort.generator.training import TrainingData, load_training
 from synthcohort.generator.writer import SyntheticWriter
+from synthcohort.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ class Engine:
                         break
                 else:
                     raise InputError(
-                        f"could not draw {want} persons that meet the conditions in {MAX_ROUNDS} rounds",
+                        f"could not draw {plural(want, 'person')} meeting the conditions in {MAX_ROUNDS} rounds",
                         "loosen --where, or ask for fewer persons",
                     )
                 done += got
@@ -271,7 +272,7 @@ class Engine:
                 "created_by": f"synthcohort {__version__}",
             }.items():
                 store.set_meta(key, value)
-        log.info("wrote %d synthetic persons to %s (%s)", done, output, dict(counts))
+        log.info("wrote %s to %s (%s)", plural(done, "synthetic person"), output, dict(counts))
         return SampleResult(Path(output), done, dict(counts))
 
     def _reanchor(self, chunk: Chunk, rng: np.random.Generator, jitter_days: int) -> Chunk:

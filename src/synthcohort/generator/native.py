@@ -43,6 +43,7 @@ from synthcohort.generator.timeline_stats import check_stats, fit_stats
 from synthcohort.generator.training import TrainingData
 from synthcohort.generator.trees import SequentialTrees, Variable
 from synthcohort.generator.where import DOMAIN_TABLES, Condition
+from synthcohort.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ class NativeEngine(Engine):
             if not ok:
                 raise InputError(
                     f"no training person matches --where {cond}",
-                    f"the model knows only concepts held by at least {self.params['k']} persons; loosen the condition",
+                    f"the model knows only concepts held by at least {plural(self.params['k'], 'person')}; "
+                    "loosen the condition",
                 )
 
     def _roots(self, n: int, rng: np.random.Generator, conditions: list[Condition], quota: bool) -> np.ndarray:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from synthcohort.errors import TargetError
+from synthcohort.text import plural
 
 # Bytes a stored clinical row takes in a DuckDB store, on the generous side.
 BYTES_PER_ROW = 40
@@ -21,6 +22,7 @@ def check_room(record: dict[str, Any], n: int, output: str | Path) -> None:
     free = shutil.disk_usage(folder).free
     if need > free:
         raise TargetError(
-            f"{n:,} persons need about {need / 1e9:,.1f} GB and {folder} has {free / 1e9:,.1f} GB free",
+            f"writing {plural(n, 'person')} needs about {need / 1e9:,.1f} GB "
+            f"and {folder} has {free / 1e9:,.1f} GB free",
             "ask for fewer persons or write to a larger disk",
         )

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from synthcohort.errors import CohortTooSmallError
 from synthcohort.generator.chunk import EPOCH
+from synthcohort.text import plural
 
 if TYPE_CHECKING:
     from synthcohort.generator.training import TrainingData
@@ -151,7 +152,7 @@ def prepare(
     members = pd.Index(persons["person_id"])
     if len(persons) < MIN_PERSONS:
         raise CohortTooSmallError(
-            f"only {len(persons)} plausible persons to learn from; at least {MIN_PERSONS} are needed",
+            f"only {plural(len(persons), 'plausible person')} to learn from; at least {MIN_PERSONS} are needed",
             "use a larger cohort",
         )
     periods = periods.loc[members].reset_index()

@@ -18,6 +18,7 @@ import pyarrow as pa
 from synthcohort import __version__, cdm
 from synthcohort.cohort import CohortStore
 from synthcohort.errors import CohortTooSmallError, SynthcohortError
+from synthcohort.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ def check_size(n_persons: int, holdout: float) -> tuple[int, int]:
     n_train = n_persons - n_control
     if n_train < MIN_TRAIN_PERSONS or n_control < MIN_CONTROL_PERSONS:
         raise CohortTooSmallError(
-            f"the cohort has {n_persons} persons: a holdout of {holdout:g} leaves {n_train} to learn from and "
+            f"the cohort has {plural(n_persons, 'person')}: a holdout of {holdout:g} "
+            f"leaves {n_train} to learn from and "
             f"{n_control} to measure risk against; at least {MIN_TRAIN_PERSONS} and {MIN_CONTROL_PERSONS} are needed",
             f"use a cohort of at least {int(np.ceil(MIN_TRAIN_PERSONS / (1 - holdout)))} persons or change --holdout",
         )

@@ -32,6 +32,7 @@ from synthcohort.mappings.conformance import known_elements, other_version, unkn
 from synthcohort.mappings.reading import Notes, ResourceMapper, mapper_for
 from synthcohort.mappings.rules import version_markers
 from synthcohort.mappings.vocabulary import Vocabulary
+from synthcohort.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,8 @@ def check_tolerance(report: RunReport, skip_tolerance: int = 0) -> None:
     if report.faults <= skip_tolerance:
         return
     reasons = ", ".join(f"{r}: {n}" for r, n in sorted(report.by_reason().items()) if n and r not in BENIGN_REASONS)
+    were = "was" if report.faults == 1 else "were"
     raise SkipToleranceExceeded(
-        f"{report.faults} records were skipped ({reasons}), more than the tolerance of {skip_tolerance}",
+        f"{plural(report.faults, 'record')} {were} skipped ({reasons}), more than the tolerance of {skip_tolerance}",
         "fix the input, or pass --skip-tolerance N (or --allow-skips) to accept them",
     )

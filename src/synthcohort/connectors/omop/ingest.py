@@ -20,6 +20,7 @@ from synthcohort import cdm
 from synthcohort.cohort import CohortStore
 from synthcohort.errors import InputError
 from synthcohort.keys import keyed_digest
+from synthcohort.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class Ingest:
         dups = self._count("SELECT count(*) - count(DISTINCT _src) FROM _src_person WHERE _src IS NOT NULL")
         if dups:
             raise InputError(
-                f"the source PERSON table has {dups} duplicate person_id value(s)",
+                f"the source PERSON table has {plural(dups, 'duplicate person_id value')}",
                 "fix the duplicates in the source; person_id must be unique",
             )
         missing_id = self._count("SELECT count(*) FROM _src_person WHERE _src IS NULL")

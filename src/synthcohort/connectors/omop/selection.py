@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from synthcohort import cdm
 from synthcohort.errors import ConfigError, InputError
+from synthcohort.text import plural
 
 # Tables a concept set is looked up in, with their concept column.
 CONCEPT_DOMAINS = {
@@ -45,7 +46,7 @@ class Selection:
     def describe(self) -> str:
         """A description without any identifier (safe for logs and store metadata)."""
         if self.person_ids is not None:
-            what = f"person-ids file ({len(self.person_ids)} ids)"
+            what = f"person-ids file ({plural(len(self.person_ids), 'id')})"
         elif self.cohort_id is not None:
             what = f"OHDSI cohort definition {self.cohort_id}"
         elif self.concepts is not None:

@@ -21,6 +21,7 @@ from synthcohort.connectors.omop.selection import Selection, SourceTables, perso
 from synthcohort.connectors.omop.vocabulary import copy_vocabulary
 from synthcohort.errors import InputError
 from synthcohort.secrets import display_url
+from synthcohort.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def resolve_persons(engine: Engine, src: SourceTables, sel: Selection) -> Select
     stmt = sa.select(person.c.person_id).where(*person_filter(src, sel, person.c.person_id))
     with engine.connect() as con:
         ids = tuple(int(r[0]) for r in con.execute(stmt) if r[0] is not None)
-    log.info("selection %s: %d persons", sel.describe(), len(ids))
+    log.info("selection %s: %s", sel.describe(), plural(len(ids), "person"))
     return Selection(person_ids=ids, start=sel.start, end=sel.end)
 
 
@@ -238,7 +239,9 @@ def extract(
                 return n
 
         with_retries(load, f"the {name} table")
-        log.info("%s: %d rows read, %d kept", name, ingest.report.source_rows[name], ingest.report.loaded[name])
+        log.info(
+            "%s: %s read, %d kept", name, plural(ingest.report.source_rows[name], "row"), ingest.report.loaded[name]
+        )
     with_retries(lambda: copy_vocabulary(store, SqlVocabulary(engine, src), ingest.report), "the vocabulary tables")
     store.set_meta("cdm_version", version)
     store.set_meta("selection", sel.describe())
