@@ -196,7 +196,7 @@ def test_model_folder_is_plain_data_without_real_rows(fitted: tuple[Path, Path])
     names = sorted(p.name for p in model_dir.iterdir())
     assert all(n.endswith((".json", ".npz", ".parquet")) for n in names), names
     manifest = json.loads((model_dir / "model.json").read_text())
-    assert manifest["format_version"] == 10 and manifest["cdm_version"] == "5.4"
+    assert manifest["format_version"] == 11 and manifest["cdm_version"] == "5.4"
     n_train = manifest["record"]["persons_learned"]
     with np.load(model_dir / "native.npz", allow_pickle=False) as arrays:
         for key in arrays.files:

@@ -16,7 +16,7 @@ from synthcohort.errors import ModelError
 from synthcohort.outputs import atomic_output_dir
 
 MANIFEST = "model.json"
-FORMAT_VERSION = 10  # bump whenever a file of the model changes layout or meaning
+FORMAT_VERSION = 11  # bump whenever a file of the model changes layout or meaning
 CDM_VERSION = "5.4"
 
 

@@ -7,7 +7,9 @@
 2. Roots (sex x age band) are drawn by quota; every later variable is drawn from the leaf of a
    CART tree fitted on the earlier ones (leaves of >= ``min_leaf`` persons: the privacy knob;
    twice as many for the quasi-identifiers, patient_vector.QUASI_IDENTIFIERS).
-   Domain totals come early, so a zero total means no concept of that domain.
+   Domain totals come early, so a zero total means no concept of that domain. Visit counts and
+   domain totals are then calibrated: the model draws 50,000 persons and each count gets the
+   factor that gives its draws the training mean (trees.SequentialTrees.calibrate).
 3. Timelines (timeline.py): visits per type spaced by the learned rhythm inside the window,
    every event on a visit, first occurrences at their learned point, values from each
    concept's clipped quantiles.
@@ -48,6 +50,7 @@ from synthcohort.text import plural
 log = logging.getLogger(__name__)
 
 MAX_PREDICTORS = 20
+CALIBRATION_PERSONS = 50_000  # drawn at fit to calibrate the count means (trees.SequentialTrees.calibrate)
 OVERSAMPLE_LIMIT = 200
 
 
@@ -69,6 +72,7 @@ class NativeEngine(Engine):
             self.params["seed"],
             progress=(lambda done, total: progress("trees", done, total)) if progress else None,
         )
+        self.model.calibrate(x, self._roots(CALIBRATION_PERSONS, rng, [], quota=True), self.layout.n_base, rng)
         self.stats = fit_stats(data, self.layout.visit_types, self.params["k"])
         self.codes = data.codes.reset_index()
         self.code_persons = data.codes["persons"].to_numpy()

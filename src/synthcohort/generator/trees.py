@@ -2,7 +2,10 @@
 
 Every tree is stored as plain arrays (node features, thresholds, children) with, per leaf,
 a distribution of the target over at least ``min_leaf`` training persons: category
-probabilities, or a share of zeros and quantiles of the rest. No training row is kept.
+probabilities, or a share of zeros and quantiles of the rest; and, per count variable, one factor
+that gives the model's own draws the training mean (``SequentialTrees.calibrate``). No training
+row is kept. Draws are stratified: a variable's uniform numbers over a batch fall one in each of
+as many equal strata, so the heavy tail of a count is not over- or under-drawn by chance.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from synthcohort.errors import ModelError
 
 LEVELS = np.linspace(0.0, 1.0, 21)
 KINDS = ("cat", "count", "cont")
+MAX_SCALE = 1.25  # the largest correction calibration may apply to a count's mean
 
 
 @dataclass(frozen=True)
@@ -109,9 +113,17 @@ def _leaf_dists(var: Variable, y: np.ndarray, leaf: np.ndarray, n_leaves: int) -
     return _quantile_rows(y, leaf, n_leaves)[1]
 
 
-def _draw(var: Variable, dist: np.ndarray, rng: np.random.Generator, held: np.ndarray | None = None) -> np.ndarray:
-    """Draws from leaf distributions; for a count, ``held`` (when given) says which draws are above zero."""
-    u = rng.random(len(dist))
+def _stratified(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Uniform draws spread evenly over [0, 1): one in each of ``n`` equal strata, in random order."""
+    return (rng.permutation(n) + rng.random(n)) / max(n, 1)
+
+
+def _draw(
+    var: Variable, dist: np.ndarray, rng: np.random.Generator, held: np.ndarray | None = None, scale: float = 1.0
+) -> np.ndarray:
+    """Draws from leaf distributions; for a count, ``held`` (when given) says which draws are above zero
+    and ``scale`` multiplies the counts above zero."""
+    u = _stratified(len(dist), rng)
     if var.kind == "cat":
         cum = np.cumsum(dist, axis=1)
         return np.minimum((cum < u[:, None] * cum[:, -1:]).sum(axis=1), var.n_cats - 1).astype("float64")
@@ -126,7 +138,7 @@ def _draw(var: Variable, dist: np.ndarray, rng: np.random.Generator, held: np.nd
     # Counts are heavy-tailed: the quantile line averages below the leaf's mean (its top segment
     # runs straight to the largest count), so draws are scaled to the mean the leaf recorded.
     line_mean = (q.sum(axis=1) - 0.5 * (q[:, 0] + q[:, -1])) / (len(LEVELS) - 1)
-    value = value * np.where(line_mean > 0, dist[:, -1] / np.where(line_mean > 0, line_mean, 1.0), 1.0)
+    value = value * np.where(line_mean > 0, dist[:, -1] / np.where(line_mean > 0, line_mean, 1.0), 1.0) * scale
     zero = rng.random(len(dist)) < dist[:, 0]
     if held is not None:
         zero = ~held
@@ -174,10 +186,14 @@ def fit_tree(var: Variable, x: np.ndarray, y: np.ndarray, predictors: np.ndarray
 class SequentialTrees:
     """Variables in order; the first ``n_roots`` are given, each later one has a tree."""
 
-    def __init__(self, variables: list[Variable], n_roots: int, trees: list[Tree] | None = None) -> None:
+    def __init__(
+        self, variables: list[Variable], n_roots: int, trees: list[Tree] | None = None, scale: np.ndarray | None = None
+    ) -> None:
         self.variables = variables
         self.n_roots = n_roots
         self.trees: list[Tree] = trees or []
+        # per variable: the factor on its counts above zero that gives the model's draws the training mean
+        self.scale = np.ones(len(variables)) if scale is None else scale
 
     def fit(
         self,
@@ -233,11 +249,33 @@ class SequentialTrees:
             x[:, j] = -1.0 if var.kind == "cont" and var.given >= 0 else 0.0
             if len(rows):
                 leaf = tree.apply(x, rows)
-                x[rows, j] = _draw(var, tree.dist[leaf], rng, None if held is None or j not in held else held[j][rows])
+                held_rows = None if held is None or j not in held else held[j][rows]
+                x[rows, j] = _draw(var, tree.dist[leaf], rng, held_rows, float(self.scale[j]))
         return x
 
+    def calibrate(self, x: np.ndarray, roots: np.ndarray, stop: int, rng: np.random.Generator) -> None:
+        """Scale each count variable before ``stop`` (defined everywhere) so that the model's own draws
+        from ``roots`` have the mean of the training matrix ``x``.
+
+        A tree learned on real predictors is applied to drawn ones; where the drawn joint differs
+        (the heaviest users, mostly), a leaf gives another mean than the real persons had, and the
+        shortfall adds up over the chain. Variables are calibrated in order, each on draws that
+        already use the earlier factors.
+        """
+        self.scale = np.ones(len(self.variables))
+        drawn, done = roots.copy(), self.n_roots
+        for j in range(self.n_roots, stop):
+            var = self.variables[j]
+            if var.kind != "count" or var.given >= 0:
+                continue
+            self.sample(drawn, rng, start=done, stop=j + 1)
+            if drawn[:, j].mean() > 0 and x[:, j].mean() > 0:
+                self.scale[j] = float(np.clip(x[:, j].mean() / drawn[:, j].mean(), 1 / MAX_SCALE, MAX_SCALE))
+                self.sample(drawn, rng, start=j, stop=j + 1)  # drawn again with its factor, for the later ones
+            done = j + 1
+
     def to_arrays(self) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
+        out: dict[str, np.ndarray] = {"scale": self.scale}
         for i, t in enumerate(self.trees):
             for key in ("feature", "threshold", "left", "right", "leaf", "dist"):
                 out[f"t{i}_{key}"] = getattr(t, key)
@@ -255,4 +293,7 @@ class SequentialTrees:
             if t.feature.max() >= n_roots + i:
                 raise ModelError("a tree refers to a later variable", "fit the model again")
             trees.append(t)
-        return cls(variables, n_roots, trees)
+        scale = arrays.get("scale", np.zeros(0))
+        if scale.shape != (len(variables),) or not ((scale >= 1 / MAX_SCALE) & (scale <= MAX_SCALE)).all():
+            raise ModelError("the model's count factors are missing or out of range", "fit the model again")
+        return cls(variables, n_roots, trees, scale)
