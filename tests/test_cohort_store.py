@@ -220,3 +220,13 @@ def test_another_duckdb_file_gets_the_generic_hint(tmp_path: Path) -> None:
     assert (
         caught.value.hint == "give the path of a .duckdb file made by 'synthcohort extract' or 'synthcohort generate'"
     )
+
+
+@pytest.mark.parametrize("content", [b"person_id,year_of_birth\n1,1970\n", b"SQLite format 3\x00" + bytes(100)])
+def test_a_file_that_is_not_duckdb_is_named_as_such(tmp_path: Path, content: bytes) -> None:
+    other = tmp_path / "cohort.duckdb"
+    other.write_bytes(content)
+    with pytest.raises(InputError, match=r"cohort\.duckdb is not a DuckDB database") as caught:
+        CohortStore.open(other)
+    assert caught.value.hint and "synthcohort extract" in caught.value.hint
+    assert other.read_bytes() == content  # left as it was

@@ -140,7 +140,19 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         at = at.__cause__ or at.__context__
 
 
+DUCKDB_MAGIC = (8, b"DUCK")  # where every DuckDB database file says what it is
+
+
+def _is_duckdb_file(path: Path) -> bool:
+    offset, magic = DUCKDB_MAGIC
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        return fh.read(len(magic)) == magic
+
+
 def _connect(path: Path, read_only: bool, memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    if path.is_file() and path.stat().st_size and not _is_duckdb_file(path):
+        raise InputError(f"{path.name} is not a DuckDB database, so not a cohort store", _STORE_HINT)
     try:
         con = duckdb.connect(str(path), config=hardened_config(read_only, memory_limit))
     except duckdb.IOException as exc:
