@@ -72,7 +72,8 @@ class NativeEngine(Engine):
             self.params["seed"],
             progress=(lambda done, total: progress("trees", done, total)) if progress else None,
         )
-        self.model.calibrate(x, self._roots(CALIBRATION_PERSONS, rng, [], quota=True), self.layout.n_base, rng)
+        base = self.layout.n_base  # the counts calibrated are base variables: draws need no later column
+        self.model.calibrate(x, self._roots(CALIBRATION_PERSONS, rng, [], quota=True, width=base), base, rng)
         self.stats = fit_stats(data, self.layout.visit_types, self.params["k"])
         self.codes = data.codes.reset_index()
         self.code_persons = data.codes["persons"].to_numpy()
@@ -109,7 +110,10 @@ class NativeEngine(Engine):
                     "loosen the condition",
                 )
 
-    def _roots(self, n: int, rng: np.random.Generator, conditions: list[Condition], quota: bool) -> np.ndarray:
+    def _roots(
+        self, n: int, rng: np.random.Generator, conditions: list[Condition], quota: bool, width: int | None = None
+    ) -> np.ndarray:
+        """``n`` rows with sex and age band drawn (by quota or at random), the other ``width`` columns zero."""
         weights = self.quota.copy()
         bands = np.arange(N_BANDS)
         for cond in conditions:
@@ -130,7 +134,7 @@ class NativeEngine(Engine):
             flat = flat[rng.permutation(len(flat))]
         else:
             flat = rng.choice(len(p), size=n, p=p)
-        x = np.zeros((n, len(self.layout.variables)))
+        x = np.zeros((n, width or len(self.layout.variables)))
         x[:, 0], x[:, 1] = np.divmod(flat, N_BANDS)
         return x
 
