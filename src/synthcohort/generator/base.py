@@ -146,7 +146,6 @@ class Engine:
         self.split_reused = split.reused
         self.record = {
             "cohort": str(cohort.resolve()),
-            "cohort_fingerprint": store_fingerprint(cohort),
             **split.record(),
             "persons_learned": data.n_persons,
             "rows_per_person": round(

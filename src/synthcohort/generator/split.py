@@ -32,11 +32,13 @@ class Split:
     control: Path
     train_persons: int
     control_persons: int
+    cohort_fingerprint: str  # the content digest of the cohort the split was made from
     reused: bool = False  # found already written by an earlier fit (not part of the record: the model is the same)
 
     def record(self) -> dict[str, object]:
         """What a model keeps about the split: paths and fingerprints, never rows."""
         return {
+            "cohort_fingerprint": self.cohort_fingerprint,
             "train_store": str(self.train.resolve()),
             "train_fingerprint": store_fingerprint(self.train),
             "train_persons": self.train_persons,
@@ -105,7 +107,7 @@ def split_cohort(cohort: Path, holdout: float, seed: int) -> Split:
             for path, kind, members in parts:
                 _write_part(source, path, kind, members, fingerprint, holdout, seed)
     log.info("split %s: %d persons to learn from, %d held out", cohort.name, len(train_ids), len(control_ids))
-    return Split(train_path, control_path, len(train_ids), len(control_ids), reused)
+    return Split(train_path, control_path, len(train_ids), len(control_ids), fingerprint, reused)
 
 
 def _holds_part(path: Path, wanted: dict[str, str], members: np.ndarray) -> bool:
