@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from synthcohort.cli.main import cli
-from synthcohort.cohort import CohortStore
+from synthcohort.cohort import META_TABLE, CohortStore
 from synthcohort.errors import InputError
 from synthcohort.evaluation.api import evaluate
 from synthcohort.generator import engine_class
@@ -124,6 +125,44 @@ def test_a_split_store_that_is_not_a_store_is_rewritten(cohort: Path) -> None:
     assert not split_cohort(cohort, 0.2, 7).reused
     with CohortStore.open(train) as store:
         assert store.get_meta("kind") == "train"
+
+
+def test_a_split_store_beside_a_write_ahead_log_is_rewritten(cohort: Path) -> None:
+    """A write-ahead log beside a split store says a write to it may have been interrupted: the split is
+    written again rather than reused, and the log of the replaced file does not stay beside the new one."""
+    train, control = split_paths(cohort, 0.2, 7)
+    split_cohort(cohort, 0.2, 7)
+    with duckdb.connect(str(train)) as con:  # a change left in the log, as by a process that stopped mid-way
+        con.execute("PRAGMA disable_checkpoint_on_shutdown")
+        con.execute(f"INSERT INTO {META_TABLE} VALUES ('note', 'unfinished')")
+    wal = Path(f"{train}.wal")
+    assert wal.exists()
+    before = _stat_keys((train,))
+    assert not split_cohort(cohort, 0.2, 7).reused
+    assert _stat_keys((train,)) != before and not wal.exists()
+    with CohortStore.open(train) as store:
+        assert store.get_meta("kind") == "train" and store.get_meta("note") is None
+    assert split_cohort(cohort, 0.2, 7).reused
+
+
+def test_split_stores_under_their_former_names_are_named_for_deletion_not_deleted(
+    cohort: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """COHORT.train.duckdb and COHORT.control.duckdb, the split as older versions named it, are copies of real
+    patients no fit reads: a fit that writes or reuses its split names them, and leaves them in place. A file
+    under such a name that is not a split (the user's own store) is not named."""
+    train, control = split_paths(cohort, 0.2, 7)
+    split_cohort(cohort, 0.2, 7)
+    old_train = shutil.copy(train, cohort.with_name("cohort.train.duckdb"))
+    shutil.copy(cohort, cohort.with_name("cohort.control.duckdb"))
+    for seed, reused in ((8, False), (7, True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="synthcohort"):
+            assert split_cohort(cohort, 0.2, seed).reused == reused
+        (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert str(old_train) in warning and "cohort.control.duckdb" not in warning
+        assert "copies of real patients" in warning and "can be deleted" in warning
+    assert Path(old_train).exists() and cohort.with_name("cohort.control.duckdb").exists()
 
 
 def test_evaluation_refuses_a_split_rewritten_for_a_changed_cohort(cohort: Path, tmp_path: Path) -> None:

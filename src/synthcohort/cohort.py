@@ -250,6 +250,9 @@ class CohortStore:
             store.con.execute("CHECKPOINT")
             store.close()
             os.chmod(tmp, 0o600)
+            # A write-ahead log beside the file replaced is that file's: beside the new one, DuckDB would
+            # refuse to open it ("WAL does not match database file").
+            Path(f"{final}.wal").unlink(missing_ok=True)
             os.replace(tmp, final)
             store.path = final
         except BaseException as exc:

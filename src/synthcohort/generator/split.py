@@ -2,14 +2,17 @@
 
 The split is fixed by the cohort's content, the seed and the holdout, and its stores are named after the
 seed and the holdout (COHORT.split-s7-h0.2.train.duckdb): fits with another seed or holdout keep their own
-split, and a fit that finds the split it would write already there reuses it.
+split, and a fit that finds the split it would write already there reuses it. Older versions named the pair
+COHORT.train.duckdb / COHORT.control.duckdb: a fit names any it finds, for the user to delete.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import numpy as np
@@ -21,6 +24,8 @@ from synthcohort.errors import CohortTooSmallError, SynthcohortError
 from synthcohort.text import plural
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MIN_TRAIN_PERSONS = 50
 MIN_CONTROL_PERSONS = 20
@@ -74,6 +79,18 @@ def split_stores(cohort: Path) -> list[Path]:
     return sorted(cohort.parent.glob(f"{_stem(cohort)}.split-s*-h*.*.duckdb"))
 
 
+def old_split_stores(cohort: Path) -> list[Path]:
+    """The split stores beside ``cohort`` under the names older versions gave them (COHORT.train.duckdb and
+    COHORT.control.duckdb), which no fit reads any more: only files whose meta says they are that split."""
+    found = []
+    for kind in ("train", "control"):
+        path = cohort.with_name(f"{_stem(cohort)}.{kind}.duckdb")
+        meta = _read_store(path, CohortStore.meta)
+        if meta is not None and meta.get("kind") == kind and "split_of" in meta:
+            found.append(path)
+    return found
+
+
 def check_size(n_persons: int, holdout: float) -> tuple[int, int]:
     n_control = int(round(n_persons * holdout))
     n_train = n_persons - n_control
@@ -106,6 +123,14 @@ def split_cohort(cohort: Path, holdout: float, seed: int) -> Split:
         else:
             for path, kind, members in parts:
                 _write_part(source, path, kind, members, fingerprint, holdout, seed)
+    old = old_split_stores(cohort)
+    if old:
+        log.warning(
+            "split %s: found %s, written by an older version under the split's former names: copies of real "
+            "patients that no fit uses any more, which can be deleted",
+            cohort.name,
+            " and ".join(str(path) for path in old),
+        )
     log.info("split %s: %d persons to learn from, %d held out", cohort.name, len(train_ids), len(control_ids))
     return Split(train_path, control_path, len(train_ids), len(control_ids), fingerprint, reused)
 
@@ -113,16 +138,26 @@ def split_cohort(cohort: Path, holdout: float, seed: int) -> Split:
 def _holds_part(path: Path, wanted: dict[str, str], members: np.ndarray) -> bool:
     """Whether the store at ``path`` is the wanted part: its meta and its persons. A store is published under
     its name only once complete (:meth:`CohortStore.building`), so an interrupted split leaves none to find;
-    a file that cannot be read as a store is not reused."""
-    if path.is_symlink() or not path.is_file():
+    a file that cannot be read as a store is not reused, nor one beside a write-ahead log (a write to it may
+    have been interrupted)."""
+    if Path(f"{path}.wal").exists():
         return False
+    found = _read_store(path, lambda store: (store.meta(), store.person_ids()))
+    if found is None:
+        return False
+    meta, persons = found
+    return all(meta.get(key) == value for key, value in wanted.items()) and persons == members.tolist()
+
+
+def _read_store(path: Path, read: Callable[[CohortStore], T]) -> T | None:
+    """What ``read`` finds in the store at ``path``; None when no plain file there reads as a store."""
+    if path.is_symlink() or not path.is_file():
+        return None
     try:
         with CohortStore.open(path) as store:
-            meta = store.meta()
-            persons = store.person_ids()
+            return read(store)
     except (SynthcohortError, duckdb.Error):
-        return False
-    return all(meta.get(key) == value for key, value in wanted.items()) and persons == members.tolist()
+        return None
 
 
 def _write_part(
