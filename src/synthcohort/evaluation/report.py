@@ -14,6 +14,7 @@ import numpy as np
 from synthcohort.evaluation import plots
 from synthcohort.evaluation.api import EvaluationResult
 from synthcohort.evaluation.features import CohortData
+from synthcohort.text import plural
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -44,6 +45,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["fmt"] = _fmt
     env.filters["pct"] = _pct
+    env.filters["plural"] = plural  # {{ n | plural("patient") }}: "1 patient", "1,234 patients"
     return env
 
 
