@@ -19,6 +19,7 @@ import pyarrow as pa
 from synthcohort import cdm
 from synthcohort.cohort import hardened_config, out_of_memory
 from synthcohort.errors import InputError
+from synthcohort.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,8 @@ class Vocabulary:
             with_r = "_r" in {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
             if with_r:
                 con.unregister("_r")
-        log.info("vocabulary %s: %d of %d codes found", self.description, resolved.num_rows, codes.num_rows)
+        found, of = f"{resolved.num_rows:,}", plural(codes.num_rows, "code")
+        log.info("vocabulary %s: %s of %s found", self.description, found, of)
         return resolved.cast(RESOLVED_SCHEMA), concepts
 
     def _hold(self, concepts: pa.Table, relationships: pa.Table) -> None:
