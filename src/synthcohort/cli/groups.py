@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import shlex
+from pathlib import Path
 
 import click
 
@@ -11,6 +13,7 @@ class SubcommandGroup(click.Group):
     """Subcommands come from ``subcommands`` (name -> module defining ``command``) plus any added directly.
 
     Adding a subcommand (say ``fhir``) is one entry in the owning group's mapping and one new module.
+    A path where the subcommand belongs (``synthcohort extract ./data``) is told as a forgotten subcommand.
     """
 
     def __init__(self, *args: object, subcommands: dict[str, str] | None = None, **kwargs: object) -> None:
@@ -29,3 +32,33 @@ class SubcommandGroup(click.Group):
         cmd = importlib.import_module(f"synthcohort.cli.{module}").command
         assert isinstance(cmd, click.Command)
         return cmd
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if not ctx.resilient_parsing and _looks_like_path(args[0]) and self.get_command(ctx, args[0]) is None:
+            raise click.UsageError(self._what_to_type(ctx, args), ctx)
+        return super().resolve_command(ctx, args)
+
+    def _what_to_type(self, ctx: click.Context, args: list[str]) -> str:
+        """The commands meant when a path stands where the subcommand belongs: it was left out, or given
+        before the group's own arguments (``export omop COHORT TARGET``), which took it as one of them."""
+        own = [p for p in self.params if isinstance(p, click.Argument) and p.name]
+        given = [str(ctx.params[p.name]) for p in own if p.name]
+        misplaced = next((word for word in given if self.get_command(ctx, word) is not None), None)
+        if misplaced is not None:
+            rest = [*given, *args]
+            rest.remove(misplaced)
+            fixed = shlex.join([*rest[: len(given)], misplaced, *rest[len(given) :]])
+            names = " ".join(p.human_readable_name for p in own)
+            return f"`{ctx.command_path}` takes {names} before the command, as in `{ctx.command_path} {fixed}`"
+        examples = (f"`{ctx.command_path} {shlex.join([*given, sub, *args])}`" for sub in self.list_commands(ctx))
+        return (
+            f"{shlex.quote(args[0])} is not a command of `{ctx.command_path}`: name one of its commands before it, "
+            f"as in {' or '.join(examples)}"
+        )
+
+
+def _looks_like_path(name: str) -> bool:
+    """Whether a word given where a subcommand belongs is a path rather than a mistyped command name."""
+    return not name.startswith("-") and ("/" in name or "." in name or Path(name).exists())
