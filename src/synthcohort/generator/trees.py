@@ -4,8 +4,9 @@ Every tree is stored as plain arrays (node features, thresholds, children) with,
 a distribution of the target over at least ``min_leaf`` training persons: category
 probabilities, or a share of zeros and quantiles of the rest; and, per count variable, one factor
 that gives the model's own draws the training mean (``SequentialTrees.calibrate``). No training
-row is kept. Draws are stratified: a variable's uniform numbers over a batch fall one in each of
-as many equal strata, so the heavy tail of a count is not over- or under-drawn by chance.
+row is kept. Draws are stratified: the uniform numbers of the rows a leaf receives fall one in each
+of as many equal strata, so neither a leaf's heavy tail nor its zeros are over- or under-drawn by
+chance.
 """
 
 from __future__ import annotations
@@ -113,22 +114,43 @@ def _leaf_dists(var: Variable, y: np.ndarray, leaf: np.ndarray, n_leaves: int) -
     return _quantile_rows(y, leaf, n_leaves)[1]
 
 
-def _stratified(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Uniform draws spread evenly over [0, 1): one in each of ``n`` equal strata, in random order."""
-    return (rng.permutation(n) + rng.random(n)) / max(n, 1)
+def _stratified(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Uniform draws spread evenly within each group of rows (a tree's leaf): a group of ``m`` rows
+    gets one draw in each of ``m`` equal strata of [0, 1), in random order."""
+    n = len(groups)
+    order = np.lexsort((rng.random(n), groups))
+    sizes = np.bincount(groups)
+    rank = np.empty(n)
+    rank[order] = np.arange(n) - (np.cumsum(sizes) - sizes)[groups[order]]
+    return (rank + rng.random(n)) / sizes[groups]
 
 
 def _draw(
-    var: Variable, dist: np.ndarray, rng: np.random.Generator, held: np.ndarray | None = None, scale: float = 1.0
+    var: Variable,
+    dist: np.ndarray,
+    leaf: np.ndarray,
+    rng: np.random.Generator,
+    held: np.ndarray | None = None,
+    scale: float = 1.0,
 ) -> np.ndarray:
-    """Draws from leaf distributions; for a count, ``held`` (when given) says which draws are above zero
-    and ``scale`` multiplies the counts above zero."""
-    u = _stratified(len(dist), rng)
+    """Draws from the leaf distributions ``dist`` (one row per draw, from leaf ``leaf``); for a count,
+    ``held`` (when given) says which draws are above zero and ``scale`` multiplies the counts above zero.
+
+    One stratified uniform per draw is read through the leaf's inverse distribution function: for a
+    count, below the leaf's share of zeros it gives zero, above it the quantile line of the rest.
+    """
+    u = _stratified(leaf, rng)
     if var.kind == "cat":
         cum = np.cumsum(dist, axis=1)
         return np.minimum((cum < u[:, None] * cum[:, -1:]).sum(axis=1), var.n_cats - 1).astype("float64")
+    if var.kind == "count":
+        if held is None:
+            zero = u < dist[:, 0]
+            u = np.where(zero, 0.0, (u - dist[:, 0]) / np.maximum(1.0 - dist[:, 0], 1e-12))
+        else:
+            zero = ~held
     q = dist[:, 1:-1] if var.kind == "count" else dist
-    pos = u * (len(LEVELS) - 1)
+    pos = np.minimum(u, 1.0) * (len(LEVELS) - 1)
     lo = np.minimum(pos.astype(np.int64), len(LEVELS) - 2)
     frac = pos - lo
     rows = np.arange(len(dist))
@@ -139,9 +161,6 @@ def _draw(
     # runs straight to the largest count), so draws are scaled to the mean the leaf recorded.
     line_mean = (q.sum(axis=1) - 0.5 * (q[:, 0] + q[:, -1])) / (len(LEVELS) - 1)
     value = value * np.where(line_mean > 0, dist[:, -1] / np.where(line_mean > 0, line_mean, 1.0), 1.0) * scale
-    zero = rng.random(len(dist)) < dist[:, 0]
-    if held is not None:
-        zero = ~held
     value = np.maximum(np.floor(value + rng.random(len(dist))), 1.0)
     return np.where(zero, 0.0, value)
 
@@ -250,7 +269,7 @@ class SequentialTrees:
             if len(rows):
                 leaf = tree.apply(x, rows)
                 held_rows = None if held is None or j not in held else held[j][rows]
-                x[rows, j] = _draw(var, tree.dist[leaf], rng, held_rows, float(self.scale[j]))
+                x[rows, j] = _draw(var, tree.dist[leaf], leaf, rng, held_rows, float(self.scale[j]))
         return x
 
     def calibrate(self, x: np.ndarray, roots: np.ndarray, stop: int, rng: np.random.Generator) -> None:
