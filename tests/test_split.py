@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from synthcohort.cli.main import cli
 from synthcohort.cohort import META_TABLE, CohortStore
-from synthcohort.errors import InputError
+from synthcohort.errors import CohortTooSmallError, InputError
 from synthcohort.evaluation.api import evaluate
 from synthcohort.generator import engine_class
-from synthcohort.generator.split import split_cohort, split_paths, split_stores
+from synthcohort.generator.split import check_size, split_cohort, split_paths, split_stores
 from tests.bad_inputs.inputs import write_omop_csv
 
 
@@ -59,6 +59,27 @@ def test_split_stores_lists_every_pair_beside_the_cohort_and_nothing_else(tmp_pa
     for path in (*pairs, *(tmp_path / name for name in others)):
         path.touch()
     assert split_stores(cohort) == sorted(pairs)
+
+
+@pytest.mark.parametrize(
+    ("persons", "holdout", "message", "hint"),
+    [
+        (1, 0.2, "has 1 person: a holdout of 0.2 leaves 1 person to learn from and 0 to measure", "63 persons"),
+        (2_000, 0.99, "has 2,000 persons: a holdout of 0.99 leaves 20 persons to learn from and 1,980 to", "5,000"),
+    ],
+)
+def test_a_cohort_too_small_to_split_is_told_with_its_counts(
+    persons: int, holdout: float, message: str, hint: str
+) -> None:
+    with pytest.raises(CohortTooSmallError) as caught:
+        check_size(persons, holdout)
+    assert message in caught.value.message and hint in (caught.value.hint or "")
+
+
+def test_the_split_is_logged_with_its_counts(cohort: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="synthcohort"):
+        split_cohort(cohort, 0.2, 7)
+    assert "split cohort.duckdb: 120 persons to learn from, 30 held out" in caplog.messages
 
 
 def test_fits_with_other_seeds_and_holdouts_keep_their_own_split_and_stay_evaluable(

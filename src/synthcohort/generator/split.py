@@ -97,9 +97,9 @@ def check_size(n_persons: int, holdout: float) -> tuple[int, int]:
     if n_train < MIN_TRAIN_PERSONS or n_control < MIN_CONTROL_PERSONS:
         raise CohortTooSmallError(
             f"the cohort has {plural(n_persons, 'person')}: a holdout of {holdout:g} "
-            f"leaves {n_train} to learn from and "
-            f"{n_control} to measure risk against; at least {MIN_TRAIN_PERSONS} and {MIN_CONTROL_PERSONS} are needed",
-            f"use a cohort of at least {int(np.ceil(MIN_TRAIN_PERSONS / (1 - holdout)))} persons or change --holdout",
+            f"leaves {plural(n_train, 'person')} to learn from and {n_control:,} to measure risk against; "
+            f"at least {MIN_TRAIN_PERSONS} and {MIN_CONTROL_PERSONS} are needed",
+            f"use a cohort of at least {int(np.ceil(MIN_TRAIN_PERSONS / (1 - holdout))):,} persons or change --holdout",
         )
     return n_train, n_control
 
@@ -131,7 +131,8 @@ def split_cohort(cohort: Path, holdout: float, seed: int) -> Split:
             cohort.name,
             " and ".join(str(path) for path in old),
         )
-    log.info("split %s: %d persons to learn from, %d held out", cohort.name, len(train_ids), len(control_ids))
+    learn, held = plural(len(train_ids), "person"), f"{len(control_ids):,}"
+    log.info("split %s: %s to learn from, %s held out", cohort.name, learn, held)
     return Split(train_path, control_path, len(train_ids), len(control_ids), fingerprint, reused)
 
 
