@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 
 from synthcohort.errors import ConfigError
 from synthcohort.pipeline.config import from_dict, load
+from synthcohort.pipeline.runner import _prepare_folders
 from synthcohort.secrets import password_from, resolve_password
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +31,28 @@ def test_relative_places_follow_the_pipeline_file(tmp_path: Path) -> None:
     assert cfg.outputs[0].url == f"duckdb:///{tmp_path / 'out' / 'omop.duckdb'}"
     assert cfg.outputs[1].path == str(tmp_path / "out" / "fhir")
     assert cfg.source.path == str(tmp_path / "csv")
+
+
+def test_a_run_clears_its_workdir_of_intermediate_stores_and_splits_only(tmp_path: Path) -> None:
+    """The workdir is the run's own: the stores a run rebuilds and the cohort's split stores, under their
+    current names and the names older versions gave them, go with their write-ahead logs; nothing else does."""
+    cfg = from_dict(_raw(), tmp_path)
+    scratch = [
+        "cohort.duckdb",
+        "synthetic.duckdb",
+        "cohort.split-s5-h0.2.train.duckdb",
+        "cohort.split-s5-h0.2.control.duckdb",
+        "cohort.split-s5-h0.2.control.duckdb.wal",
+        "cohort.train.duckdb",
+        "cohort.train.duckdb.wal",
+        "cohort.control.duckdb",
+    ]
+    kept = ["model", "notes.txt", "other.train.duckdb", "cohort.duckdb.bak"]
+    cfg.workdir.mkdir()
+    for name in scratch + kept:
+        (cfg.workdir / name).touch()
+    _prepare_folders(cfg)
+    assert sorted(p.name for p in cfg.workdir.iterdir()) == sorted(kept)
 
 
 @pytest.mark.parametrize(

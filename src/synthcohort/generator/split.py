@@ -79,12 +79,17 @@ def split_stores(cohort: Path) -> list[Path]:
     return sorted(cohort.parent.glob(f"{_stem(cohort)}.split-s*-h*.*.duckdb"))
 
 
+def old_split_paths(cohort: Path) -> dict[str, Path]:
+    """The names older versions gave the split stores beside ``cohort``, by kind: COHORT.train.duckdb and
+    COHORT.control.duckdb."""
+    return {kind: cohort.with_name(f"{_stem(cohort)}.{kind}.duckdb") for kind in ("train", "control")}
+
+
 def old_split_stores(cohort: Path) -> list[Path]:
-    """The split stores beside ``cohort`` under the names older versions gave them (COHORT.train.duckdb and
-    COHORT.control.duckdb), which no fit reads any more: only files whose meta says they are that split."""
+    """The split stores beside ``cohort`` under :func:`old_split_paths`, which no fit reads any more: only
+    files whose meta says they are that split."""
     found = []
-    for kind in ("train", "control"):
-        path = cohort.with_name(f"{_stem(cohort)}.{kind}.duckdb")
+    for kind, path in old_split_paths(cohort).items():
         meta = _read_store(path, CohortStore.meta)
         if meta is not None and meta.get("kind") == kind and "split_of" in meta:
             found.append(path)

@@ -62,12 +62,14 @@ def _timed(record: RunRecord, name: str) -> Iterator[dict[str, Any]]:
 
 
 def _prepare_folders(cfg: PipelineConfig) -> stages.Workdir:
-    from synthcohort.generator.split import split_stores
+    from synthcohort.generator.split import old_split_paths, split_stores
 
     for folder in (cfg.workdir, cfg.outdir):
         folder.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     cfg.workdir.chmod(DIR_MODE)  # it holds real patients
-    scratch = [cfg.workdir / name for name in _SCRATCH] + split_stores(cfg.workdir / "cohort.duckdb")
+    cohort = cfg.workdir / "cohort.duckdb"
+    # the split under the names older versions gave it too: copies of real patients no run reads any more
+    scratch = [cfg.workdir / name for name in _SCRATCH] + split_stores(cohort) + [*old_split_paths(cohort).values()]
     for path in scratch:
         for leftover in (path, Path(f"{path}.wal")):
             leftover.unlink(missing_ok=True)
