@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
 import shlex
-from pathlib import Path
 
 import click
 
@@ -52,13 +52,20 @@ class SubcommandGroup(click.Group):
             fixed = shlex.join([*rest[: len(given)], misplaced, *rest[len(given) :]])
             names = " ".join(p.human_readable_name for p in own)
             return f"`{ctx.command_path}` takes {names} before the command, as in `{ctx.command_path} {fixed}`"
-        examples = (f"`{ctx.command_path} {shlex.join([*given, sub, *args])}`" for sub in self.list_commands(ctx))
+        examples = " or ".join(f"`{ctx.command_path} {line}`" for line in self.meant(ctx, given, args))
+        where = f", as in {examples}" if examples else f" (`{ctx.command_path} --help` lists them)"
         return (
-            f"{shlex.quote(args[0])} is not a command of `{ctx.command_path}`: name one of its commands before it, "
-            f"as in {' or '.join(examples)}"
+            f"{shlex.quote(args[0])} is not a command of `{ctx.command_path}`: name one of its commands before it"
+            f"{where}"
         )
+
+    def meant(self, ctx: click.Context, given: list[str], args: list[str]) -> list[str]:
+        """What to type after the group's name when the path ``args[0]`` stands where the command belongs,
+        after the group's own arguments ``given``: each command before the path."""
+        return [shlex.join([*given, sub, *args]) for sub in self.list_commands(ctx)]
 
 
 def _looks_like_path(name: str) -> bool:
     """Whether a word given where a subcommand belongs is a path rather than a mistyped command name."""
-    return not name.startswith("-") and ("/" in name or "." in name or Path(name).exists())
+    # os.path, not pathlib: a word too long to be a file name is not one (pathlib raises)
+    return not name.startswith("-") and ("/" in name or "." in name or os.path.exists(name))

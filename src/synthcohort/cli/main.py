@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import select
+import shlex
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from synthcohort import __version__
+from synthcohort.cli.groups import SubcommandGroup
 from synthcohort.errors import SourceError, SynthcohortError
 
 # command name -> module under synthcohort.cli that defines a click command called ``command``
@@ -27,21 +29,18 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "evaluate": "evaluate",
 }
+# files that ``extract fhir`` reads, besides folders
+_FHIR_SUFFIXES = (".json", ".ndjson", ".zip", ".tar", ".tar.gz", ".tgz")
 
 
-class LazyGroup(click.Group):
-    """Imports a command's module only when that command runs (heavy imports stay out of --help)."""
+class LazyGroup(SubcommandGroup):
+    """The root group: a command's module is imported only when that command runs (heavy imports stay out of
+    --help), and the errors it raises become messages and exit codes."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module = COMMANDS.get(cmd_name)
-        if module is None:
-            return None
-        cmd = importlib.import_module(f"synthcohort.cli.{module}").command
-        assert isinstance(cmd, click.Command)
-        return cmd
+    def meant(self, ctx: click.Context, given: list[str], args: list[str]) -> list[str]:
+        """A path typed without its command (``synthcohort ./cohort.duckdb``): the commands that take it. The
+        rest of the line is left out: which of them it was meant for cannot be told."""
+        return [shlex.join([*command, args[0], *needs]) for command, needs in _uses(args[0])]
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -62,6 +61,26 @@ class LazyGroup(click.Group):
             if error is None:
                 _internal_fault(ctx, exc)
             _user_error(ctx, error.with_traceback(exc.__traceback__))
+
+
+def _uses(path: str) -> list[tuple[list[str], list[str]]]:
+    """The commands that take ``path``, each with what it needs besides: judged by the path's suffix, else by
+    what is there (os.path: a name too long to look up is nothing there); none for other files."""
+    name, to_store = path.lower(), ["-o", "COHORT.duckdb"]
+    if name.endswith(".duckdb"):
+        return [(["info"], []), (["fit"], ["-o", "MODEL"])]
+    if name.endswith(".toml"):
+        return [(["run"], [])]
+    if name.endswith(_FHIR_SUFFIXES):
+        return [(["extract", "fhir"], to_store), (["validate", "fhir"], [])]
+    if os.path.isdir(path):
+        from synthcohort.generator.modelfile import MANIFEST  # only now: it loads numpy
+
+        if os.path.isfile(os.path.join(path, MANIFEST)):
+            return [(["generate"], ["-n", "N", "-o", "SYNTH.duckdb"])]
+    elif os.path.exists(path) or Path(path).suffix:
+        return []
+    return [(["extract", "fhir"], to_store), (["extract", "omop"], to_store)]
 
 
 def _user_error(ctx: click.Context, exc: SynthcohortError) -> NoReturn:
@@ -104,7 +123,7 @@ def _stdout_reader_gone() -> bool:
         return True
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, subcommands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="synthcohort")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
