@@ -16,7 +16,7 @@ from synthcohort.cohort import META_TABLE, CohortStore
 from synthcohort.errors import CohortTooSmallError, InputError
 from synthcohort.evaluation.api import evaluate
 from synthcohort.generator import engine_class
-from synthcohort.generator.split import check_size, split_cohort, split_paths, split_stores
+from synthcohort.generator.split import check_size, smallest_cohort, split_cohort, split_paths, split_stores
 from tests.bad_inputs.inputs import write_omop_csv
 
 
@@ -64,8 +64,9 @@ def test_split_stores_lists_every_pair_beside_the_cohort_and_nothing_else(tmp_pa
 @pytest.mark.parametrize(
     ("persons", "holdout", "message", "hint"),
     [
-        (1, 0.2, "has 1 person: a holdout of 0.2 leaves 1 person to learn from and 0 to measure", "63 persons"),
-        (2_000, 0.99, "has 2,000 persons: a holdout of 0.99 leaves 20 persons to learn from and 1,980 to", "5,000"),
+        (1, 0.2, "has 1 person: a holdout of 0.2 leaves 1 person to learn from and 0 to measure", "98 persons"),
+        (300, 0.05, "has 300 persons: a holdout of 0.05 leaves 285 persons to learn from and 15 to", "390 persons"),
+        (2_000, 0.99, "has 2,000 persons: a holdout of 0.99 leaves 20 persons to learn from and 1,980 to", "4,950"),
     ],
 )
 def test_a_cohort_too_small_to_split_is_told_with_its_counts(
@@ -74,6 +75,14 @@ def test_a_cohort_too_small_to_split_is_told_with_its_counts(
     with pytest.raises(CohortTooSmallError) as caught:
         check_size(persons, holdout)
     assert message in caught.value.message and hint in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize("holdout", [0.05, 0.07, 0.1, 0.2, 0.25, 0.33, 0.5])
+def test_the_smallest_cohort_named_is_the_smallest_that_splits(holdout: float) -> None:
+    n = smallest_cohort(holdout)
+    check_size(n, holdout)
+    with pytest.raises(CohortTooSmallError):
+        check_size(n - 1, holdout)
 
 
 def test_the_split_is_logged_with_its_counts(cohort: Path, caplog: pytest.LogCaptureFixture) -> None:

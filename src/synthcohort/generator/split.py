@@ -96,15 +96,29 @@ def old_split_stores(cohort: Path) -> list[Path]:
     return found
 
 
-def check_size(n_persons: int, holdout: float) -> tuple[int, int]:
+def _sizes(n_persons: int, holdout: float) -> tuple[int, int]:
     n_control = int(round(n_persons * holdout))
-    n_train = n_persons - n_control
+    return n_persons - n_control, n_control
+
+
+def smallest_cohort(holdout: float) -> int:
+    """The fewest persons whose split by ``holdout`` leaves enough to learn from and to measure risk against."""
+    n = MIN_TRAIN_PERSONS + MIN_CONTROL_PERSONS
+    while True:
+        n_train, n_control = _sizes(n, holdout)
+        if n_train >= MIN_TRAIN_PERSONS and n_control >= MIN_CONTROL_PERSONS:
+            return n
+        n += 1
+
+
+def check_size(n_persons: int, holdout: float) -> tuple[int, int]:
+    n_train, n_control = _sizes(n_persons, holdout)
     if n_train < MIN_TRAIN_PERSONS or n_control < MIN_CONTROL_PERSONS:
         raise CohortTooSmallError(
             f"the cohort has {plural(n_persons, 'person')}: a holdout of {holdout:g} "
             f"leaves {plural(n_train, 'person')} to learn from and {n_control:,} to measure risk against; "
             f"at least {MIN_TRAIN_PERSONS} and {MIN_CONTROL_PERSONS} are needed",
-            f"use a cohort of at least {int(np.ceil(MIN_TRAIN_PERSONS / (1 - holdout))):,} persons or change --holdout",
+            f"use a cohort of at least {smallest_cohort(holdout):,} persons or change --holdout",
         )
     return n_train, n_control
 
