@@ -52,3 +52,16 @@ def test_held_rows_decide_zeros_and_the_rest_draw_from_the_quantiles() -> None:
     x = _draw(var, np.tile(_count_dist(0.9, 2, 4), (8, 1)), leaf, np.random.default_rng(1), held)
     assert (x[~held] == 0).all()
     assert ((x[held] >= 2) & (x[held] <= 5)).all()
+
+
+def test_rows_held_above_zero_spread_over_the_leafs_quantiles_among_themselves() -> None:
+    var = Variable("per_code", "count", given=0)
+    leaf = np.zeros(40, dtype=np.int64)
+    held = np.arange(40) % 4 == 0  # 10 of the leaf's 40 rows hold the code
+    dist = np.tile(_count_dist(0.0, 1, 100), (40, 1))
+    for seed in range(10):
+        x = _draw(var, dist, leaf, np.random.default_rng(seed), held)
+        # the k-th smallest value lies in the k-th tenth of the line 1..100 (plus the rounding jitter below 1),
+        # whatever the other rows drew
+        k = np.arange(10)
+        assert ((np.sort(x[held]) >= np.floor(1 + 9.9 * k)) & (np.sort(x[held]) < 2 + 9.9 * (k + 1))).all()

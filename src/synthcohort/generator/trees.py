@@ -139,7 +139,8 @@ def _draw(
     One stratified uniform per draw is read through the leaf's inverse distribution function: for a
     count, below the leaf's share of zeros it gives zero, above it the quantile line of the rest.
     """
-    u = _stratified(leaf, rng)
+    # rows held above zero draw their counts among themselves: a leaf's strata are split by ``held``
+    u = _stratified(leaf if held is None else 2 * leaf + held, rng)
     if var.kind == "cat":
         cum = np.cumsum(dist, axis=1)
         return np.minimum((cum < u[:, None] * cum[:, -1:]).sum(axis=1), var.n_cats - 1).astype("float64")
