@@ -68,6 +68,14 @@ def dump(tmp_path: Path) -> str:
 
 
 # 1 ------------------------------------------------------------------------------------------
+def test_a_file_with_nothing_readable_says_no_rows_were_mapped(tmp_path: Path) -> None:
+    src = tmp_path / "in.ndjson"
+    src.write_bytes(orjson.dumps(condition())[:40])
+    result = CliRunner().invoke(cli, ["extract", "fhir", str(src), "-o", str(tmp_path / "c.duckdb")])
+    assert result.exit_code == SkipToleranceExceeded.exit_code, result.output
+    assert "rows per OMOP table: none\n" in result.output
+
+
 def test_cut_last_line_is_counted_and_fails_the_run(tmp_path: Path) -> None:
     src = tmp_path / "in.ndjson"
     src.write_bytes(orjson.dumps(patient()) + b"\n" + orjson.dumps(condition())[:40])

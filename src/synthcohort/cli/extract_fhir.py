@@ -93,7 +93,7 @@ def _print(report: dict[str, object], vocabulary_given: bool) -> None:
         click.echo(f"  {rtype:<26}{c['read']:>9,}{c['mapped']:>9,}  {skipped}")
     rows = report["rows"]
     assert isinstance(rows, dict)
-    click.echo("  rows per OMOP table: " + ", ".join(f"{t} {n:,}" for t, n in rows.items()))
+    click.echo("  rows per OMOP table: " + (", ".join(f"{t} {n:,}" for t, n in rows.items()) or "none"))
     coverage = report["coverage"]
     assert isinstance(coverage, dict)
     if coverage:
